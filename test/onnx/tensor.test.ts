@@ -43,7 +43,7 @@ describe('arrayFromBytes', () => {
     const raw = new Uint8Array(13);
     raw.set(new Uint8Array(src.buffer), 1);
     const unaligned = arrayFromBytes('float32', raw.subarray(1));
-    expect(Array.from(unaligned)).toEqual([1.5, -2.25, 3]);
+    expect(Array.from(unaligned as Float32Array)).toEqual([1.5, -2.25, 3]);
     const aligned = new Uint8Array(src.buffer);
     const view = arrayFromBytes('float32', aligned);
     expect(view.buffer).toBe(src.buffer);
