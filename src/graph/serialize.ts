@@ -1,5 +1,5 @@
 /** ModelProto ⇄ Model, and model files on disk (with external data next to them). */
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { GraftError } from '../errors.js';
 import {
@@ -19,7 +19,7 @@ import {
   type ValueInfoProto,
 } from '../onnx/proto.js';
 import { dtypeFromOnnx, dtypeToOnnx, type Tensor } from '../onnx/tensor.js';
-import { atomicWriteFile, removeQuietly } from '../util/fs.js';
+import { atomicWriteFile, removeQuietly, tempPathFor } from '../util/fs.js';
 import { Graph, Model } from './graph.js';
 import { Node, type AttrValue, type Dim, type ValueInfo } from './ir.js';
 
@@ -227,7 +227,8 @@ export function saveModel(m: Model, path: string, opts: SaveOptions = {}): void 
   }
   const location = `${basename(path)}.data`;
   const dataPath = join(dirname(path), location);
-  const tmpData = `${dataPath}.tmp-${process.pid}`;
+  const tmpData = tempPathFor(dataPath);
+  mkdirSync(dirname(path), { recursive: true });
   const fd = openSync(tmpData, 'w');
   let offset = 0;
   try {
