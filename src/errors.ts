@@ -25,13 +25,16 @@ export const ERROR_CODES = {
   DATASET_EMPTY: 'a data set has no usable images',
   DATASET_INVALID: 'a data set is laid out in a way graft cannot use',
   LABEL_MISMATCH: 'labels in a data set are not labels the model knows',
+  LABELS_INVALID: 'a labels file or id2label map cannot be read as a list of class names',
   OUTPUT_EXISTS: 'an output directory exists and --overwrite was not given',
   NO_GRADIENT_RULE: 'an operator has no gradient rule, so the model cannot be fine-tuned through it',
   TRAINING_DIVERGED: 'the loss became NaN or infinite',
   CHECKPOINT_INVALID: 'a checkpoint cannot be resumed',
+  METRICS_INVALID: 'a metrics.json file is not valid JSON, has an unknown schemaVersion or misses fields',
   ABORTED: 'the operation was cancelled',
   // runtime
   RUNTIME_FAILED: 'onnxruntime refused or failed to run a graph',
+  RUNTIME_CRASHED: 'a runtime worker thread died; the sessions and tasks on it are gone',
 } as const;
 
 export type GraftErrorCode = keyof typeof ERROR_CODES;
