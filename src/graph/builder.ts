@@ -21,9 +21,13 @@ export class GraphBuilder {
   private readonly constants = new Map<string, string>();
   private counter = 0;
 
-  constructor(graph: Graph, prefix = '') {
+  /** The default-domain opset the emitted nodes must be valid in (forms differ across versions). */
+  readonly opset: number;
+
+  constructor(graph: Graph, opts: { prefix?: string; opset?: number } = {}) {
     this.graph = graph;
-    this.prefix = prefix;
+    this.prefix = opts.prefix ?? '';
+    this.opset = opts.opset ?? 17;
     this.taken = graph.allNames();
   }
 
@@ -62,6 +66,15 @@ export class GraphBuilder {
   /** Appends a single-output node and returns the output's name. */
   op(opType: string, inputs: readonly (string | undefined)[], attrs: Record<string, AttrInput | undefined> = {}, opts: OpOptions = {}): string {
     return this.node(opType, inputs, attrs, opts)[0];
+  }
+
+  /**
+   * A Reduce* node over constant axes, in the form the opset wants: ReduceSum takes axes as an input
+   * from opset 13, the other reductions from opset 18.
+   */
+  reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceMax' | 'ReduceMin' | 'ReduceProd', x: string, axes: readonly number[], keepdims: boolean): string {
+    const asInput = op === 'ReduceSum' ? this.opset >= 13 : this.opset >= 18;
+    return asInput ? this.op(op, [x, this.i64(axes)], { keepdims: keepdims ? 1 : 0 }) : this.op(op, [x], { axes: [...axes], keepdims: keepdims ? 1 : 0 });
   }
 
   /** Adds an initializer under a fresh name derived from `base`. */

@@ -1,0 +1,261 @@
+/**
+ * Compiles a forward classifier into one ONNX "training step" graph that onnxruntime runs as an
+ * ordinary inference session:
+ *
+ *   inputs   data [N,…], labels int64 [N], (sample weights [N]), trainable weights, dropout masks,
+ *            running BN statistics (batch-statistics mode only)
+ *   outputs  loss, logits, one gradient per trainable weight, updated BN statistics
+ *
+ * Frozen weights stay initializers, so ORT constant-folds and pre-packs them; only what leads from a
+ * trainable weight to the loss is differentiated. Every shape except the batch is static, the batch
+ * is symbolic, so one graph serves full and partial batches alike.
+ */
+import { GraftError } from '../errors.js';
+import { GraphBuilder } from '../graph/builder.js';
+import type { Model } from '../graph/graph.js';
+import type { Dim, Node, ValueInfo } from '../graph/ir.js';
+import { inferShapes } from '../graph/shapes.js';
+import { toNumbers } from '../onnx/tensor.js';
+import { softmaxCrossEntropy } from './loss.js';
+import type { GradOptions } from './rule.js';
+import { buildBackward } from './sweep.js';
+
+/** The opset training graphs are written in (ScatterElements with reduction needs ≥ 16). */
+export const TRAIN_OPSET = 17;
+
+export interface TrainStepOptions {
+  /** Initializer names to train; everything else stays frozen. */
+  trainable: Iterable<string>;
+  /** The value holding the logits [N, K] (before any softmax). Default: the graph's only output. */
+  logits?: string;
+  /** Shape of the data input; its first dim should be symbolic (default: declared shape, batch → 'N'). */
+  inputShape?: Dim[];
+  labelSmoothing?: number;
+  /** Adds a float [N] input `sample_weight` (class weighting). */
+  sampleWeights?: boolean;
+  /** 'frozen' (default): BN uses its running statistics. 'train': BN layers with a trainable scale use batch statistics and report updated running statistics. */
+  batchNorm?: 'frozen' | 'train';
+  grad?: GradOptions;
+}
+
+export interface TrainStep {
+  model: Model;
+  dataInput: string;
+  labels: string;
+  sampleWeight?: string;
+  loss: string;
+  logits: string;
+  numClasses: number;
+  /** Trainable weights, fed as inputs each step, with their gradient outputs. */
+  params: { name: string; dims: number[]; grad: string }[];
+  /** Dropout layers become `x · mask`; the trainer feeds masks (0 or 1/(1−p)) from its seeded RNG. */
+  dropout: { input: string; shape: Dim[]; ratio: number }[];
+  /** Running statistics fed in and read back (batchNorm: 'train'). */
+  bnStats: { input: string; dims: number[]; updated: string }[];
+}
+
+export function buildTrainStep(forward: Model, opts: TrainStepOptions): TrainStep {
+  if (forward.opset < 13) {
+    throw new GraftError('MODEL_UNSUPPORTED', `the model uses ONNX opset ${forward.opset}; graft trains opset 13 or newer. Re-export it with a newer opset (torch.onnx.export(..., opset_version=17)).`);
+  }
+  const model = forward.clone();
+  model.opsetImports = model.opsetImports.map((o) => (o.domain === '' || o.domain === 'ai.onnx' ? { ...o, version: Math.max(o.version, TRAIN_OPSET) } : o));
+  model.irVersion = Math.max(model.irVersion, 8);
+  const g = model.graph;
+  const b = new GraphBuilder(g, { opset: model.opset });
+
+  if (g.inputs.length !== 1) throw new GraftError('MODEL_UNSUPPORTED', `graft trains models with one image input; this one has ${g.inputs.length} inputs.`);
+  const data = g.inputs[0];
+  const declared = opts.inputShape ?? data.shape;
+  if (!declared || declared.length < 2) throw new GraftError('MODEL_UNSUPPORTED', `the model input "${data.name}" has no usable shape.`);
+  data.shape = ['N', ...declared.slice(1)];
+
+  const logits = opts.logits ?? (g.outputs.length === 1 ? g.outputs[0].name : undefined);
+  if (!logits) throw new GraftError('MODEL_UNSUPPORTED', 'the model has several outputs; say which value holds the logits.');
+
+  const trainable = new Set(opts.trainable);
+  for (const name of trainable) {
+    const t = g.initializers.get(name);
+    if (!t) throw new GraftError('LAYER_NOT_FOUND', `"${name}" is not a weight of the model, so it cannot be trained.`, { subject: name });
+    if (t.dtype !== 'float32') throw new GraftError('MODEL_UNSUPPORTED', `weight "${name}" is ${t.dtype}; graft trains float32 weights (dequantise the model first).`, { subject: name });
+  }
+
+  const before = inferShapes(model, { inputShapes: { [data.name]: data.shape } });
+  const dropout = replaceDropout(g.nodes, b, before);
+  const bnStats = opts.batchNorm === 'train' ? decomposeTrainingBatchNorm(model, b, trainable) : [];
+
+  // trainable weights (and live BN statistics) become inputs, in a stable order
+  const params = [...trainable].map((name) => ({ name, dims: [...g.initializers.get(name)!.dims] }));
+  for (const p of params) g.initializers.delete(p.name);
+  const statInputs = bnStats.map((s) => ({ name: s.input, dims: s.dims }));
+  for (const s of statInputs) g.initializers.delete(s.name);
+  g.inputs = [
+    data,
+    ...dropout.map((d) => ({ name: d.input, dtype: 'float32' as const, shape: d.shape })),
+    ...statInputs.map((s) => ({ name: s.name, dtype: 'float32' as const, shape: s.dims })),
+    ...params.map((p) => ({ name: p.name, dtype: 'float32' as const, shape: p.dims })),
+  ];
+
+  const shapes = inferShapes(model, { inputShapes: { [data.name]: data.shape } });
+  const logitShape = shapes.get(logits)?.shape;
+  const K = logitShape?.[1];
+  if (logitShape?.length !== 2 || typeof K !== 'number') {
+    throw new GraftError('MODEL_UNSUPPORTED', `the logits "${logits}" must have shape [N, classes]; got ${JSON.stringify(logitShape ?? 'unknown')}.`, { subject: logits });
+  }
+
+  const labels = 'labels';
+  const sampleWeight = opts.sampleWeights ? 'sample_weight' : undefined;
+  b.reserve(labels, ...(sampleWeight ? [sampleWeight] : []));
+  g.inputs.splice(1, 0, { name: labels, dtype: 'int64', shape: ['N'] });
+  if (sampleWeight) g.inputs.splice(2, 0, { name: sampleWeight, dtype: 'float32', shape: ['N'] });
+
+  const { loss, dLogits } = softmaxCrossEntropy(b, { logits, labels, numClasses: K, labelSmoothing: opts.labelSmoothing, sampleWeight });
+  const { grads } = buildBackward({
+    graph: g,
+    seeds: new Map([[logits, dLogits]]),
+    wrt: params.map((p) => p.name),
+    shapes,
+    opset: model.opset,
+    options: opts.grad,
+    builder: b,
+  });
+
+  const outputs: ValueInfo[] = [
+    { name: loss, dtype: 'float32', shape: [] },
+    { name: logits, dtype: 'float32', shape: ['N', K] },
+  ];
+  const paramsOut = params.map((p) => {
+    const grad = b.op('Identity', [grads.get(p.name)!], {}, { outputs: [b.fresh(`grad/${p.name}`)] });
+    outputs.push({ name: grad, dtype: 'float32', shape: p.dims });
+    return { ...p, grad };
+  });
+  for (const s of bnStats) outputs.push({ name: s.updated, dtype: 'float32', shape: s.dims });
+  g.outputs = outputs;
+  g.valueInfo.clear();
+  g.prune();
+  return {
+    model,
+    dataInput: data.name,
+    labels,
+    sampleWeight,
+    loss,
+    logits,
+    numClasses: K,
+    params: paramsOut,
+    dropout,
+    bnStats,
+  };
+}
+
+/** Dropout → x·mask, with the mask a graph input: seeded by graft, reproducible across resumes. */
+function replaceDropout(nodes: Node[], b: GraphBuilder, shapes: ReadonlyMap<string, ValueInfo>): TrainStep['dropout'] {
+  const out: TrainStep['dropout'] = [];
+  for (let k = 0; k < nodes.length; k++) {
+    const n = nodes[k];
+    if (n.opType !== 'Dropout') continue;
+    const ratioInput = n.input(1);
+    const ratio = ratioInput ? constantScalar(b, ratioInput) : n.float('ratio', 0.5);
+    if (ratio === undefined) throw new GraftError('MODEL_UNSUPPORTED', `Dropout "${n.name}" has a ratio computed at run time.`, { subject: n.name });
+    if (n.outputs[1]) throw new GraftError('MODEL_UNSUPPORTED', `Dropout "${n.name}" exposes its mask; graft cannot train through that.`, { subject: n.name });
+    if (ratio <= 0) {
+      n.opType = 'Identity';
+      n.inputs = [n.inputs[0]];
+      n.attrs.clear();
+      continue;
+    }
+    const mask = b.fresh(`dropout_mask/${n.name}`);
+    nodes[k] = n.clone();
+    Object.assign(nodes[k], { opType: 'Mul', inputs: [n.inputs[0], mask], outputs: [n.outputs[0]], attrs: new Map() });
+    const shape = shapes.get(n.inputs[0])?.shape;
+    if (!shape) throw new GraftError('MODEL_UNSUPPORTED', `the input shape of Dropout "${n.name}" is unknown.`, { subject: n.name });
+    out.push({ input: mask, shape, ratio });
+  }
+  return out;
+}
+
+function constantScalar(b: GraphBuilder, v: string): number | undefined {
+  const t = b.graph.initializers.get(v);
+  if (t) return toNumbers(t)[0];
+  const c = b.graph.nodes.find((n) => n.opType === 'Constant' && n.outputs[0] === v)?.tensor('value');
+  return c ? toNumbers(c)[0] : undefined;
+}
+
+/**
+ * BatchNormalization with a trainable scale → explicit batch-statistics ops (PyTorch train() semantics:
+ * normalise with the biased batch variance, update running variance with the unbiased one), so the
+ * generic rules differentiate it exactly.
+ */
+function decomposeTrainingBatchNorm(model: Model, b: GraphBuilder, trainable: ReadonlySet<string>): TrainStep['bnStats'] {
+  const g = model.graph;
+  const stats: TrainStep['bnStats'] = [];
+  const emitted = new Map<Node, Node[]>();
+  for (const n of g.nodes) {
+    if (n.opType !== 'BatchNormalization' || !trainable.has(n.inputs[1])) continue;
+    const [x, scale, bias, mean, variance] = n.inputs;
+    const momentum = n.float('momentum', 0.9);
+    const eps = n.float('epsilon', 1e-5);
+    const dims = [...g.initializers.get(mean)!.dims];
+    const start = g.nodes.length;
+    const chan = b.i64([1, -1, 1, 1]);
+    const mu = b.reduce('ReduceMean', x, [0, 2, 3], true);
+    const centered = b.op('Sub', [x, mu]);
+    const varBiased = b.reduce('ReduceMean', b.op('Mul', [centered, centered]), [0, 2, 3], true);
+    const invStd = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [varBiased, b.f32(eps)])])]);
+    const normed = b.op('Mul', [centered, invStd]);
+    b.op('Add', [b.op('Mul', [normed, b.op('Reshape', [scale, chan])]), b.op('Reshape', [bias, chan])], {}, { outputs: [n.outputs[0]] });
+    // running statistics, as torch updates them: r ← momentum·r + (1 − momentum)·batch (ONNX momentum)
+    const count = b.op('Cast', [b.op('Div', [b.op('Size', [x]), b.i64Scalar(dims[0])])], { to: 1 });
+    const unbiased = b.op('Mul', [b.op('Reshape', [varBiased, b.i64([-1])]), b.op('Div', [count, b.op('Sub', [count, b.f32(1)])])]);
+    const blend = (r: string, batch: string, name: string) =>
+      b.op('Add', [b.op('Mul', [r, b.f32(momentum)]), b.op('Mul', [batch, b.f32(1 - momentum)])], {}, { outputs: [b.fresh(name)] });
+    const newMean = blend(mean, b.op('Reshape', [mu, b.i64([-1])]), `bn_update/${mean}`);
+    const newVar = blend(variance, unbiased, `bn_update/${variance}`);
+    stats.push({ input: mean, dims, updated: newMean }, { input: variance, dims, updated: newVar });
+    emitted.set(n, g.nodes.splice(start));
+  }
+  // splice each decomposition where its BatchNormalization was, keeping topological order
+  g.nodes = g.nodes.flatMap((n) => emitted.get(n) ?? [n]);
+  return stats;
+}
+
+export interface EvalStep {
+  model: Model;
+  dataInput: string;
+  logits: string;
+  /** Weights fed as inputs (the ones being trained, so evaluation sees their current values). */
+  params: { name: string; dims: number[] }[];
+}
+
+/**
+ * The forward graph that goes with a training step: same weights fed as inputs (plus any initializers
+ * listed in `extraInputs`, e.g. running BN statistics that training updates), dropout off, logits out.
+ */
+export function buildEvalStep(forward: Model, opts: { trainable: Iterable<string>; extraInputs?: Iterable<string>; logits?: string; inputShape?: Dim[] }): EvalStep {
+  const model = forward.clone();
+  const g = model.graph;
+  if (g.inputs.length !== 1) throw new GraftError('MODEL_UNSUPPORTED', `graft trains models with one image input; this one has ${g.inputs.length} inputs.`);
+  const data = g.inputs[0];
+  const declared = opts.inputShape ?? data.shape;
+  if (declared) data.shape = ['N', ...declared.slice(1)];
+  const logits = opts.logits ?? g.outputs[0]?.name;
+  if (!logits) throw new GraftError('MODEL_UNSUPPORTED', 'the model has no output to evaluate.');
+  for (const n of g.nodes) {
+    if (n.opType !== 'Dropout') continue;
+    n.opType = 'Identity';
+    n.inputs = [n.inputs[0]];
+    n.outputs = [n.outputs[0]];
+    n.attrs.clear();
+  }
+  const names = [...new Set([...opts.trainable, ...(opts.extraInputs ?? [])])];
+  const params = names.map((name) => {
+    const t = g.initializers.get(name);
+    if (!t) throw new GraftError('LAYER_NOT_FOUND', `"${name}" is not a weight of the model.`, { subject: name });
+    g.initializers.delete(name);
+    return { name, dims: [...t.dims] };
+  });
+  g.inputs = [data, ...params.map((p) => ({ name: p.name, dtype: 'float32' as const, shape: p.dims }))];
+  g.outputs = [{ name: logits, dtype: 'float32', shape: ['N', null] }];
+  g.valueInfo.clear();
+  g.prune();
+  return { model, dataInput: data.name, logits, params };
+}

@@ -1,0 +1,73 @@
+/**
+ * The new classifier head: features [N, D] → (Linear → ReLU → Dropout) → Dropout → Linear → logits
+ * [N, K], initialised as torch.nn.Linear does (U(−1/√fan_in, 1/√fan_in) for weights and biases),
+ * from a seed.
+ */
+import { GraftError } from '../errors.js';
+import { GraphBuilder } from '../graph/builder.js';
+import { Graph, Model } from '../graph/graph.js';
+import { float32 } from '../onnx/tensor.js';
+import { fork } from '../util/random.js';
+
+export interface HeadSpec {
+  inputDim: number;
+  numClasses: number;
+  /** Width of an optional hidden layer (0 / undefined = a single linear layer). */
+  hidden?: number;
+  /** Dropout before each linear layer (0 = none). */
+  dropout?: number;
+  seed: number;
+}
+
+export interface Head {
+  model: Model;
+  /** Input value name ("features"). */
+  input: string;
+  /** Output value name ("logits"). */
+  logits: string;
+  /** Parameter names, in order. */
+  params: string[];
+}
+
+export const HEAD_PREFIX = 'head/';
+
+function linearInit(seed: number, key: string, fanIn: number, dims: number[]) {
+  const bound = 1 / Math.sqrt(fanIn);
+  const rng = fork(seed, 'head', key);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = rng.uniform(-bound, bound);
+  return float32(dims, data);
+}
+
+export function buildHead(spec: HeadSpec): Head {
+  const { inputDim: D, numClasses: K } = spec;
+  if (!(Number.isInteger(D) && D > 0)) throw new GraftError('MODEL_UNSUPPORTED', `the feature layer must give a flat vector per image; got ${D} features.`);
+  if (!(Number.isInteger(K) && K >= 2)) throw new GraftError('DATASET_INVALID', `a classifier needs at least 2 classes, got ${K}.`);
+  const p = spec.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new GraftError('INVALID_ARGUMENT', `dropout must be in [0, 1), not ${p}.`);
+  const input = `${HEAD_PREFIX}features`;
+  const g = new Graph({ name: 'head', inputs: [{ name: input, dtype: 'float32', shape: ['N', D] }] });
+  const b = new GraphBuilder(g);
+  b.reserve(input);
+  const params: string[] = [];
+  const linear = (x: string, fanIn: number, out: number, name: string, output?: string) => {
+    const w = `${HEAD_PREFIX}${name}.weight`;
+    const bias = `${HEAD_PREFIX}${name}.bias`;
+    g.initializers.set(w, linearInit(spec.seed, w, fanIn, [out, fanIn]));
+    g.initializers.set(bias, linearInit(spec.seed, bias, fanIn, [out]));
+    b.reserve(w, bias);
+    params.push(w, bias);
+    return b.op('Gemm', [x, w, bias], { transB: 1 }, { name: `${HEAD_PREFIX}${name}`, outputs: output ? [output] : 1 });
+  };
+  const drop = (x: string) => (p > 0 ? b.op('Dropout', [x, b.f32(p)], {}, { name: b.fresh(`${HEAD_PREFIX}dropout`) }) : x);
+  let x = input;
+  let fanIn = D;
+  if (spec.hidden) {
+    x = b.op('Relu', [linear(drop(x), fanIn, spec.hidden, 'hidden')], {}, { name: `${HEAD_PREFIX}relu` });
+    fanIn = spec.hidden;
+  }
+  const logits = linear(drop(x), fanIn, K, 'fc', `${HEAD_PREFIX}logits`);
+  g.outputs = [{ name: logits, dtype: 'float32', shape: ['N', K] }];
+  return { model: new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] }), input, logits, params };
+}

@@ -1,0 +1,144 @@
+/**
+ * The training worker: holds the trainable weights, optimizer state and BN statistics, and runs one
+ * compiled training step per call — ORT session, then the optimizer update in place — so the weights
+ * never cross to the main thread between steps. The main thread only sends batches and reads metrics.
+ *
+ * Everything random (dropout masks) derives from (seed, step), so a resumed run continues exactly.
+ */
+import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
+import { GraftError } from '../errors.js';
+import type { Tensor } from '../onnx/tensor.js';
+import { defineTask, transfer, type TaskContext } from '../runtime/task.js';
+import { fork } from '../util/random.js';
+import { clipGradNorm, Optimizer, type OptimizerConfig, type OptimizerState, type ParamGroup } from './optim.js';
+import { scheduleAt, type ScheduleConfig } from './schedule.js';
+
+export interface TrainerStepSpec {
+  dataInput: string;
+  labels: string;
+  sampleWeight?: string;
+  loss: string;
+  logits: string;
+  params: { name: string; dims: number[]; grad: string }[];
+  dropout: { input: string; shape: (number | string | null)[]; ratio: number }[];
+  bnStats: { input: string; dims: number[]; updated: string }[];
+}
+
+export interface TrainerInit {
+  stepModel: Uint8Array;
+  step: TrainerStepSpec;
+  evalModel: Uint8Array;
+  evalDataInput: string;
+  evalLogits: string;
+  /** Initial values of the trainable weights and running statistics, by name. */
+  weights: Record<string, Float32Array>;
+  optimizer: OptimizerConfig;
+  groups: ParamGroup[];
+  schedule: ScheduleConfig;
+  seed: number;
+  /** Clip the global gradient norm to this value (undefined = no clipping). */
+  clipNorm?: number;
+  threads?: number;
+}
+
+export interface StepResult {
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** Logits of the batch (before the update), for running accuracy. */
+  logits: Float32Array;
+}
+
+export interface TrainerState {
+  weights: Record<string, Float32Array>;
+  optimizer: OptimizerState;
+}
+
+export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
+  const spec = init.step;
+  const weights = new Map<string, Float32Array>();
+  for (const [k, v] of Object.entries(init.weights)) weights.set(k, v);
+  for (const p of spec.params) if (!weights.has(p.name)) throw new GraftError('INVALID_ARGUMENT', `no initial value for weight ${p.name}`);
+  const optimizer = new Optimizer(init.optimizer, init.groups);
+  let schedule = init.schedule;
+  const sessionOpts = init.threads ? { threads: init.threads } : {};
+  const stepSession: InferenceSession = await ctx.createSession(init.stepModel, sessionOpts);
+  const evalSession: InferenceSession = await ctx.createSession(init.evalModel, sessionOpts);
+  const grads = new Map<string, Float32Array>();
+
+  const weightFeeds = (names: Iterable<{ name: string; dims: number[] }>): Record<string, OrtTensor> => {
+    const feeds: Record<string, OrtTensor> = {};
+    for (const p of names) feeds[p.name] = ctx.toOrt({ dtype: 'float32', dims: p.dims, data: weights.get(p.name)! });
+    return feeds;
+  };
+
+  const dropoutMask = (d: TrainerStepSpec['dropout'][number], batch: number, step: number, k: number): OrtTensor => {
+    const dims = d.shape.map((x, i) => (i === 0 ? batch : x));
+    if (!dims.every((x): x is number => typeof x === 'number')) throw new GraftError('MODEL_UNSUPPORTED', `dropout input ${d.input} has a non-static shape.`);
+    const n = dims.reduce((a, b) => a * b, 1);
+    const rng = fork(init.seed, 'dropout', step, k);
+    const keep = 1 / (1 - d.ratio);
+    const mask = new Float32Array(n);
+    for (let i = 0; i < n; i++) mask[i] = rng.next() < d.ratio ? 0 : keep;
+    return ctx.toOrt({ dtype: 'float32', dims, data: mask });
+  };
+
+  const evalParams = spec.params.map((p) => ({ name: p.name, dims: p.dims })).concat(spec.bnStats.map((s) => ({ name: s.input, dims: s.dims })));
+
+  return {
+    /** One optimisation step on a batch; `step` is the global step index (drives schedule and masks). */
+    async step(args: { data: Tensor; labels: Tensor; sampleWeight?: Tensor; step: number }) {
+      const batch = args.data.dims[0];
+      const feeds: Record<string, OrtTensor> = {
+        [spec.dataInput]: ctx.toOrt(args.data),
+        [spec.labels]: ctx.toOrt(args.labels),
+        ...weightFeeds(spec.params),
+        ...weightFeeds(spec.bnStats.map((s) => ({ name: s.input, dims: s.dims }))),
+      };
+      if (spec.sampleWeight) {
+        if (!args.sampleWeight) throw new GraftError('INVALID_ARGUMENT', 'this training step expects per-sample weights.');
+        feeds[spec.sampleWeight] = ctx.toOrt(args.sampleWeight);
+      }
+      spec.dropout.forEach((d, k) => (feeds[d.input] = dropoutMask(d, batch, args.step, k)));
+      const out = await stepSession.run(feeds);
+      const loss = (out[spec.loss].data as Float32Array)[0];
+      const logits = ctx.fromOrt(out[spec.logits]).data as Float32Array;
+      const { lr, momentum } = scheduleAt(schedule, args.step);
+      if (!Number.isFinite(loss)) return transfer({ loss, lr, gradNorm: NaN, logits }, [logits.buffer as ArrayBuffer]);
+      for (const p of spec.params) grads.set(p.name, ctx.fromOrt(out[p.grad]).data as Float32Array);
+      const gradNorm = init.clipNorm ? clipGradNorm(grads.values(), init.clipNorm) : NaN;
+      optimizer.step(weights, grads, lr, momentum);
+      for (const s of spec.bnStats) weights.get(s.input)!.set(out[s.updated].data as Float32Array);
+      return transfer({ loss, lr, gradNorm, logits }, [logits.buffer as ArrayBuffer]);
+    },
+
+    /** Logits for a batch with the current weights (dropout off). */
+    async evaluate(args: { data: Tensor }) {
+      const out = await evalSession.run({ [init.evalDataInput]: ctx.toOrt(args.data), ...weightFeeds(evalParams) });
+      const logits = ctx.fromOrt(out[init.evalLogits]).data as Float32Array;
+      return transfer(logits, [logits.buffer as ArrayBuffer]);
+    },
+
+    /** Copies of the weights and optimizer state (for checkpoints and export). */
+    state(): TrainerState {
+      const w: Record<string, Float32Array> = {};
+      for (const [k, v] of weights) w[k] = v.slice();
+      return { weights: w, optimizer: structuredClone(optimizer.exportState()) };
+    },
+
+    /** Restores a checkpoint taken with state(). */
+    restore(s: TrainerState) {
+      for (const [k, v] of Object.entries(s.weights)) {
+        const w = weights.get(k);
+        if (!w || w.length !== v.length) throw new GraftError('CHECKPOINT_INVALID', `the checkpoint's weight ${k} does not fit this model.`);
+        w.set(v);
+      }
+      optimizer.importState(s.optimizer);
+      return optimizer.stepCount;
+    },
+
+    setSchedule(s: ScheduleConfig) {
+      schedule = s;
+    },
+  };
+});
