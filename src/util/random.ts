@@ -22,7 +22,7 @@ export interface Rng {
 }
 
 /** MurmurHash3's finaliser: a bijection on uint32 with good avalanche. */
-function fmix32(h: number): number {
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -1,0 +1,129 @@
+/**
+ * Whole-model gradients against PyTorch autograd on real torchvision architectures (random weights,
+ * regenerated bit-exactly from the fixtures' PRNG specs): the loss, the logits, the gradient of every
+ * parameter (≤ 1e-3 relative), batch-statistics BatchNorm with its running-statistics update, and
+ * SGD / AdamW steps that must land where torch.optim lands.
+ */
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { buildTrainStep, type TrainStep } from '../../src/autodiff/train-step.js';
+import { modelToBytes } from '../../src/graph/serialize.js';
+import { Optimizer, type OptimizerConfig } from '../../src/train/optim.js';
+import { compareGradSummary, compareSummary, loadTorchFixture, type GradCase, type OptimizerCase, type TorchFixture } from '../fixtures/torch-fixture.js';
+
+const GRAD_TOL = 1e-3;
+
+function trainableOf(f: TorchFixture): string[] {
+  return f.spec.initializers.filter((s) => s.kind === 'parameter' && s.inGraph !== false).map((s) => s.name);
+}
+
+async function runStep(f: TorchFixture, step: TrainStep, weights: Map<string, Float32Array>, stats?: Map<string, Float32Array>) {
+  const session = await ort.InferenceSession.create(modelToBytes(step.model), { intraOpNumThreads: 2 });
+  const feeds: Record<string, ort.Tensor> = {
+    [step.dataInput]: new ort.Tensor('float32', f.input, f.inputDims),
+    [step.labels]: new ort.Tensor('int64', f.labels, [f.labels.length]),
+  };
+  for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', weights.get(p.name)!, p.dims);
+  for (const s of step.bnStats) feeds[s.input] = new ort.Tensor('float32', stats!.get(s.input)!, s.dims);
+  try {
+    return await session.run(feeds);
+  } finally {
+    await session.release();
+  }
+}
+
+function weightsOf(f: TorchFixture, names: readonly string[]): Map<string, Float32Array> {
+  return new Map(names.map((n) => [n, Float32Array.from(f.model.graph.initializers.get(n)!.data as Float32Array)]));
+}
+
+function expectCloseRel(actual: number, expected: number, tol: number, what: string) {
+  expect(Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-6), what).toBeLessThan(tol);
+}
+
+async function checkGradients(f: TorchFixture, ref: GradCase, opts: { labelSmoothing?: number; batchNorm?: 'frozen' | 'train' } = {}) {
+  const trainable = trainableOf(f);
+  const step = buildTrainStep(f.model, { trainable, labelSmoothing: opts.labelSmoothing, batchNorm: opts.batchNorm });
+  const stats = new Map(step.bnStats.map((s) => [s.input, Float32Array.from(f.model.graph.initializers.get(s.input)!.data as Float32Array)]));
+  const out = await runStep(f, step, weightsOf(f, trainable), stats);
+  expectCloseRel(out[step.loss].data[0] as number, ref.loss, 1e-5, 'loss');
+  const logits = out[step.logits].data as Float32Array;
+  const scale = Math.max(...ref.logits.map(Math.abs));
+  for (let i = 0; i < logits.length; i++) expect(Math.abs(logits[i] - ref.logits[i]) / scale, `logit ${i}`).toBeLessThan(1e-4);
+  const errors = step.params.map((p) => ({ name: p.name, ...compareGradSummary(p.name, out[p.grad].data as Float32Array, ref) }));
+  const worst = errors.reduce((a, b) => (b.relErr > a.relErr ? b : a));
+  expect(worst.relErr, `worst gradient: ${worst.name} ${JSON.stringify(worst)}`).toBeLessThan(GRAD_TOL);
+  return { step, out, stats };
+}
+
+describe('gradients match PyTorch autograd (frozen BatchNorm statistics)', () => {
+  for (const name of ['resnet18', 'mobilenet_v2', 'mobilenet_v3_small', 'efficientnet_b0', 'inception_v3', 'vgg11'] as const) {
+    it(name, async () => {
+      const f = loadTorchFixture(name);
+      await checkGradients(f, f.reference.eval);
+    }, 300_000);
+  }
+});
+
+describe('resnet18: the other cases', () => {
+  it('label smoothing 0.1', async () => {
+    const f = loadTorchFixture('resnet18');
+    await checkGradients(f, f.reference.label_smoothing!, { labelSmoothing: 0.1 });
+  });
+
+  it('batch-statistics BatchNorm: gradients and running-statistics updates', async () => {
+    const f = loadTorchFixture('resnet18');
+    const ref = f.reference.bn_train!;
+    const { step, out, stats } = await checkGradients(f, ref, { batchNorm: 'train' });
+    let worst = 0;
+    for (const s of step.bnStats) {
+      const updated = out[s.updated].data as Float32Array;
+      const before = stats.get(s.input)!;
+      const delta = updated.map((v, i) => v - before[i]);
+      worst = Math.max(worst, compareSummary(delta, ref.runningStatsUpdate![s.input]).relErr);
+    }
+    expect(worst).toBeLessThan(1e-3);
+  });
+
+  for (const kind of ['sgd', 'adamw'] as const) {
+    it(`${kind}: consecutive steps land where torch.optim lands`, async () => {
+      const f = loadTorchFixture('resnet18');
+      const ref = f.reference[kind] as OptimizerCase;
+      const o = ref.optimizer;
+      const config: OptimizerConfig =
+        o.type === 'sgd'
+          ? { name: 'sgd', momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay }
+          : { name: 'adamw', betas: o.betas, eps: o.eps, weightDecay: o.weightDecay };
+      const trainable = trainableOf(f);
+      const step = buildTrainStep(f.model, { trainable });
+      const weights = weightsOf(f, trainable);
+      const optimizer = new Optimizer(config, [{ params: trainable }]);
+      const session = await ort.InferenceSession.create(modelToBytes(step.model), { intraOpNumThreads: 2 });
+      const run = async () => {
+        const feeds: Record<string, ort.Tensor> = {
+          [step.dataInput]: new ort.Tensor('float32', f.input, f.inputDims),
+          [step.labels]: new ort.Tensor('int64', f.labels, [f.labels.length]),
+        };
+        for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', weights.get(p.name)!, p.dims);
+        return session.run(feeds);
+      };
+      for (const [k, expected] of ref.steps.entries()) {
+        const out = await run();
+        expectCloseRel(out[step.loss].data[0] as number, expected.lossBefore, 1e-4, `loss before step ${k + 1}`);
+        const before = new Map([...weights].map(([n, w]) => [n, w.slice()]));
+        optimizer.step(weights, new Map(step.params.map((p) => [p.name, out[p.grad].data as Float32Array])), o.lr);
+        let worst = { name: '', relErr: 0 };
+        for (const [n, w] of weights) {
+          const delta = w.map((v, i) => v - before.get(n)![i]);
+          const e = compareSummary(delta, expected.updates[n]).relErr;
+          if (e > worst.relErr) worst = { name: n, relErr: e };
+        }
+        // AdamW's early steps move every weight by ≈ lr·m/√v, close to lr·sign(g): where a gradient is
+        // ~0, float32 differences of 1e-4 in it flip the step, so its tolerance is looser
+        expect(worst.relErr, `step ${k + 1}, ${worst.name}`).toBeLessThan(kind === 'adamw' ? 1e-2 : 1e-3);
+      }
+      const after = await run();
+      expectCloseRel(after[step.loss].data[0] as number, ref.steps.at(-1)!.lossAfter, 1e-4, 'loss after the last step');
+      await session.release();
+    }, 300_000);
+  }
+});
