@@ -27,9 +27,9 @@ export function featureSource(train: FeatureSet, val: FeatureSet | undefined, op
   return {
     trainBatches: Math.ceil(n / B),
     hasVal: !!val && val.labels.length > 0,
-    async *train(epoch) {
+    async *train(epoch, fromBatch = 0) {
       const order = shuffle(fork(opts.seed, 'epoch', epoch), Array.from({ length: n }, (_, i) => i));
-      for (let s = 0; s < n; s += B) yield take(train, order, s, Math.min(n, s + B));
+      for (let s = fromBatch * B; s < n; s += B) yield take(train, order, s, Math.min(n, s + B));
     },
     async *val() {
       if (!val) return;

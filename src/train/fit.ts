@@ -3,36 +3,33 @@
  * running train metrics from the step logits, evaluate on the validation set after every epoch, keep
  * the best weights (by validation loss), stop early, checkpoint, and stop cleanly on NaN or abort.
  */
-import { GraftError, throwIfAborted } from '../errors.js';
+import { GraftError, isGraftError, throwIfAborted } from '../errors.js';
 import type { Tensor } from '../onnx/tensor.js';
 import type { TaskHandle } from '../runtime/index.js';
+import type { EpochRecord } from './metrics-json.js';
 import type { StepResult, TrainerState } from './trainer.task.js';
 
 export interface TrainBatch {
   data: Tensor;
   labels: Int32Array;
   sampleWeight?: Float32Array;
+  /** Image paths of the rows (validation batches), so predictions can be traced back to files. */
+  paths?: string[];
 }
 
 export interface BatchSource {
-  /** Training batches of one epoch (shuffled / augmented by the source, deterministically per epoch). */
-  train(epoch: number): AsyncIterable<TrainBatch>;
+  /**
+   * Training batches of one epoch (shuffled / augmented by the source, deterministically per epoch),
+   * from batch `fromBatch` on (a resumed epoch skips what it already did without decoding it).
+   */
+  train(epoch: number, fromBatch?: number): AsyncIterable<TrainBatch>;
   /** Validation batches in a fixed order; empty when there is no validation set. */
   val(): AsyncIterable<TrainBatch>;
   readonly trainBatches: number;
   readonly hasVal: boolean;
 }
 
-export interface EpochRecord {
-  epoch: number;
-  trainLoss: number;
-  trainAccuracy: number;
-  valLoss?: number;
-  valAccuracy?: number;
-  lr: number;
-  seconds: number;
-  phase?: string;
-}
+export type { EpochRecord };
 
 /** The methods of trainer.task.ts as seen from the main thread. */
 export interface TrainerMethods {
@@ -52,6 +49,8 @@ export interface FitOptions {
   /** Epoch to start at (resume) and the global step of its first batch. */
   startEpoch?: number;
   startStep?: number;
+  /** Resuming mid-epoch: batches of startEpoch already done, and the running sums at that point. */
+  partial?: PartialEpoch;
   /** Stop when validation loss has not improved by minDelta for this many epochs (0 = never). */
   patience?: number;
   minDelta?: number;
@@ -59,11 +58,24 @@ export interface FitOptions {
   history?: EpochRecord[];
   best?: { valLoss: number; epoch: number; state: TrainerState };
   phase?: string;
+  /** Added to epoch numbers in the records (epochs of an earlier phase). */
+  epochOffset?: number;
   signal?: AbortSignal;
   onStep?: (e: { epoch: number; batch: number; batches: number; loss: number; lr: number }) => void;
   onEpoch?: (r: EpochRecord) => void;
-  /** Called after each epoch with everything needed to resume after it. */
-  checkpoint?: (c: { epoch: number; step: number; history: EpochRecord[]; best?: FitResult['best']; state: TrainerState }) => Promise<void>;
+  /**
+   * Called after each epoch — and when aborted mid-epoch, with `partial` — with everything needed to
+   * resume from that point.
+   */
+  checkpoint?: (c: { epoch: number; step: number; history: EpochRecord[]; best?: FitResult['best']; state: TrainerState; partial?: PartialEpoch }) => Promise<void>;
+}
+
+export interface PartialEpoch {
+  batch: number;
+  lossSum: number;
+  correct: number;
+  seen: number;
+  seconds: number;
 }
 
 export interface FitResult {
@@ -79,6 +91,8 @@ export interface EvalOutcome {
   accuracy: number;
   logits: Float32Array;
   labels: Int32Array;
+  /** Paths of the rows, when the source gives them. */
+  paths: string[];
 }
 
 function crossEntropyRows(logits: Float32Array, labels: Int32Array, K: number): { loss: number; correct: number } {
@@ -109,10 +123,12 @@ export async function evaluateWith(trainer: TaskHandle<TrainerMethods>, source: 
   if (!source.hasVal) return undefined;
   const parts: Float32Array[] = [];
   const labelParts: Int32Array[] = [];
+  const paths: string[] = [];
   for await (const b of source.val()) {
     throwIfAborted(signal);
     parts.push((await trainer.call('evaluate', { data: b.data })) as Float32Array);
     labelParts.push(b.labels);
+    paths.push(...(b.paths ?? []));
   }
   const n = labelParts.reduce((a, l) => a + l.length, 0);
   const logits = new Float32Array(n * K);
@@ -124,7 +140,7 @@ export async function evaluateWith(trainer: TaskHandle<TrainerMethods>, source: 
     off += labelParts[i].length;
   });
   const { loss, correct } = crossEntropyRows(logits, labels, K);
-  return { loss: loss / Math.max(1, n), accuracy: correct / Math.max(1, n), logits, labels };
+  return { loss: loss / Math.max(1, n), accuracy: correct / Math.max(1, n), logits, labels, paths };
 }
 
 export async function fit(o: FitOptions): Promise<FitResult> {
@@ -136,42 +152,52 @@ export async function fit(o: FitOptions): Promise<FitResult> {
   const patience = o.patience ?? 0;
   const minDelta = o.minDelta ?? 0;
   for (let epoch = o.startEpoch ?? 0; epoch < o.epochs; epoch++) {
-    const t0 = performance.now();
-    let lossSum = 0;
-    let correct = 0;
-    let seen = 0;
-    let batch = 0;
+    const resumed = epoch === (o.startEpoch ?? 0) ? o.partial : undefined;
+    const t0 = performance.now() - (resumed?.seconds ?? 0) * 1000;
+    let lossSum = resumed?.lossSum ?? 0;
+    let correct = resumed?.correct ?? 0;
+    let seen = resumed?.seen ?? 0;
+    let batch = resumed?.batch ?? 0;
     let lr = 0;
-    for await (const b of o.source.train(epoch)) {
-      throwIfAborted(o.signal);
-      const n = b.labels.length;
-      // the batch's pixel/feature buffer moves to the worker instead of being copied
-      const r = (await o.trainer.call(
-        'step',
-        { data: b.data, labels: toInt64(b.labels), sampleWeight: b.sampleWeight ? { dtype: 'float32', dims: [n], data: b.sampleWeight } : undefined, step },
-        [(b.data.data as Float32Array).buffer as ArrayBuffer],
-      )) as StepResult;
-      if (!Number.isFinite(r.loss)) {
-        throw new GraftError(
-          'TRAINING_DIVERGED',
-          `the training loss became ${r.loss} at epoch ${epoch + 1}, step ${step}. Lower the learning rate (try --lr find) or use gradient clipping; the last good checkpoint was kept.`,
-        );
+    try {
+      for await (const b of o.source.train(epoch, batch)) {
+        throwIfAborted(o.signal);
+        const n = b.labels.length;
+        // the batch's pixel/feature buffer moves to the worker instead of being copied
+        const r = (await o.trainer.call(
+          'step',
+          { data: b.data, labels: toInt64(b.labels), sampleWeight: b.sampleWeight ? { dtype: 'float32', dims: [n], data: b.sampleWeight } : undefined, step },
+          [(b.data.data as Float32Array).buffer as ArrayBuffer],
+        )) as StepResult;
+        if (!Number.isFinite(r.loss)) {
+          throw new GraftError(
+            'TRAINING_DIVERGED',
+            `the training loss became ${r.loss} at epoch ${epoch + 1}, step ${step}. Lower the learning rate (try --lr find) or clip gradients (--clip-grad 1); the last good checkpoint was kept.`,
+          );
+        }
+        step++;
+        batch++;
+        lr = r.lr;
+        lossSum += r.loss * n;
+        correct += crossEntropyRows(r.logits, b.labels, K).correct;
+        seen += n;
+        o.onStep?.({ epoch, batch, batches: o.source.trainBatches, loss: r.loss, lr });
       }
-      step++;
-      batch++;
-      lr = r.lr;
-      lossSum += r.loss * n;
-      correct += crossEntropyRows(r.logits, b.labels, K).correct;
-      seen += n;
-      o.onStep?.({ epoch, batch, batches: o.source.trainBatches, loss: r.loss, lr });
+      throwIfAborted(o.signal);
+    } catch (e) {
+      if (o.checkpoint && isGraftError(e, 'ABORTED') && batch > 0) {
+        const partial = { batch, lossSum, correct, seen, seconds: (performance.now() - t0) / 1000 };
+        await o.checkpoint({ epoch, step, history, best, state: (await o.trainer.call('state', undefined as never)) as TrainerState, partial });
+      }
+      throw e;
     }
     const val = await evaluateWith(o.trainer, o.source, K, o.signal);
     const record: EpochRecord = {
-      epoch: epoch + 1,
+      epoch: (o.epochOffset ?? 0) + epoch + 1,
       trainLoss: lossSum / Math.max(1, seen),
       trainAccuracy: correct / Math.max(1, seen),
-      valLoss: val?.loss,
-      valAccuracy: val?.accuracy,
+      valLoss: val?.loss ?? null,
+      valAccuracy: val?.accuracy ?? null,
       lr,
       seconds: (performance.now() - t0) / 1000,
       ...(o.phase ? { phase: o.phase } : {}),
@@ -180,7 +206,7 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     o.onEpoch?.(record);
     const score = val ? val.loss : record.trainLoss;
     if (!best || score < best.valLoss - minDelta || !val) {
-      best = { valLoss: score, epoch: epoch + 1, state: (await o.trainer.call('state', undefined as never)) as TrainerState };
+      best = { valLoss: score, epoch: record.epoch, state: (await o.trainer.call('state', undefined as never)) as TrainerState };
       sinceBest = 0;
     } else {
       sinceBest++;

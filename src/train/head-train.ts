@@ -33,6 +33,12 @@ export interface HeadTrainOptions {
   /** Per-class loss weights (sklearn "balanced"), or undefined. */
   classWeights?: Float32Array;
   patience: number;
+  /**
+   * Standardise features (per dimension, train-set mean and std) before the head, folded into the
+   * first linear layer afterwards — as sklearn's StandardScaler + LogisticRegression, but exported as
+   * one Gemm. Default true: layers differ wildly in scale and Adam's defaults assume O(1) inputs.
+   */
+  standardize?: boolean;
   seed: number;
   signal?: AbortSignal;
   onEpoch?: (r: EpochRecord) => void;
@@ -54,7 +60,67 @@ export function decayGroups(params: readonly string[], dims: ReadonlyMap<string,
   ].filter((g) => g.params.length > 0);
 }
 
-export async function trainHead(train: FeatureSet, val: FeatureSet | undefined, numClasses: number, o: HeadTrainOptions): Promise<HeadTrainResult> {
+export interface Standardizer {
+  mean: Float32Array;
+  /** 1 / std, with std floored so constant features stay finite. */
+  invStd: Float32Array;
+}
+
+/** Per-dimension mean and inverse std of a feature set. */
+export function fitStandardizer(set: FeatureSet): Standardizer {
+  const { dim, features } = set;
+  const n = features.length / dim;
+  const mean = new Float64Array(dim);
+  const sq = new Float64Array(dim);
+  for (let r = 0; r < n; r++) {
+    const o = r * dim;
+    for (let d = 0; d < dim; d++) mean[d] += features[o + d];
+  }
+  for (let d = 0; d < dim; d++) mean[d] /= Math.max(1, n);
+  for (let r = 0; r < n; r++) {
+    const o = r * dim;
+    for (let d = 0; d < dim; d++) sq[d] += (features[o + d] - mean[d]) ** 2;
+  }
+  const invStd = new Float32Array(dim);
+  for (let d = 0; d < dim; d++) invStd[d] = 1 / Math.max(Math.sqrt(sq[d] / Math.max(1, n)), 1e-6);
+  return { mean: Float32Array.from(mean), invStd };
+}
+
+function standardized(set: FeatureSet, s: Standardizer): FeatureSet {
+  const out = new Float32Array(set.features.length);
+  const { dim } = set;
+  for (let i = 0; i < out.length; i++) {
+    const d = i % dim;
+    out[i] = (set.features[i] - s.mean[d]) * s.invStd[d];
+  }
+  return { ...set, features: out };
+}
+
+/** Rewrites Gemm(x, W, b) of standardised x as a Gemm of raw x: W' = W/σ, b' = b − W'·μ. */
+function foldStandardizer(head: Head, s: Standardizer): void {
+  const g = head.model.graph;
+  const first = g.nodes.find((n) => n.opType === 'Gemm')!;
+  const [, wName, bName] = first.inputs;
+  const w = g.initializers.get(wName)!;
+  const [out, dim] = w.dims;
+  const W = Float32Array.from(w.data as Float32Array);
+  const B = Float32Array.from(g.initializers.get(bName)!.data as Float32Array);
+  for (let o = 0; o < out; o++) {
+    let shift = 0;
+    for (let d = 0; d < dim; d++) {
+      W[o * dim + d] *= s.invStd[d];
+      shift += W[o * dim + d] * s.mean[d];
+    }
+    B[o] -= shift;
+  }
+  g.initializers.set(wName, float32([out, dim], W));
+  g.initializers.set(bName, float32([out], B));
+}
+
+export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undefined, numClasses: number, o: HeadTrainOptions): Promise<HeadTrainResult> {
+  const scaler = o.standardize === false ? undefined : fitStandardizer(rawTrain);
+  const train = scaler ? standardized(rawTrain, scaler) : rawTrain;
+  const val = scaler && rawVal ? standardized(rawVal, scaler) : rawVal;
   const head = buildHead({ inputDim: train.dim, numClasses, hidden: o.hidden, dropout: o.dropout, seed: o.seed });
   const step = buildTrainStep(head.model, { trainable: head.params, labelSmoothing: o.labelSmoothing, sampleWeights: !!o.classWeights });
   const evalStep = buildEvalStep(head.model, { trainable: head.params });
@@ -81,6 +147,7 @@ export async function trainHead(train: FeatureSet, val: FeatureSet | undefined, 
     const result = await fit({ trainer, source, numClasses, epochs: o.epochs, patience: o.patience, signal: o.signal, onEpoch: o.onEpoch });
     const best = result.best?.state.weights ?? weights;
     for (const p of head.params) head.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
+    if (scaler) foldStandardizer(head, scaler);
     return { head, fit: result };
   } finally {
     await trainer.dispose();

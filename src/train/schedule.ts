@@ -4,7 +4,7 @@
  */
 import { GraftError } from '../errors.js';
 
-export type ScheduleName = 'one-cycle' | 'cosine' | 'step' | 'constant';
+export type ScheduleName = 'one-cycle' | 'cosine' | 'step' | 'constant' | 'exponential';
 
 export interface ScheduleConfig {
   name: ScheduleName;
@@ -20,6 +20,8 @@ export interface ScheduleConfig {
   momentum?: [number, number];
   /** cosine / constant: linear warm-up steps. */
   warmupSteps?: number;
+  /** exponential (the LR range test): from startLr at step 0 to lr at totalSteps. */
+  startLr?: number;
   /** step: multiply by gamma every stepSize steps. */
   stepSize?: number;
   gamma?: number;
@@ -58,6 +60,10 @@ export function scheduleAt(c: ScheduleConfig, step: number): ScheduleValue {
     }
     case 'step':
       return { lr: c.lr * (c.gamma ?? 0.1) ** Math.floor(s / Math.max(1, c.stepSize ?? Math.ceil(total / 3))) };
+    case 'exponential': {
+      const from = c.startLr ?? c.lr / 1e7;
+      return { lr: from * (c.lr / from) ** (s / total) };
+    }
     case 'constant': {
       const warm = c.warmupSteps ?? 0;
       return { lr: s < warm ? (c.lr * (s + 1)) / warm : c.lr };
