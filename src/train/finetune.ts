@@ -1,0 +1,293 @@
+/**
+ * Scenario 3, fastai's fine_tune made of the mid-level pieces: (1) warm the new head up on cached
+ * features of the frozen backbone (seconds), (2) unfreeze the last N stages (or all) and train backbone
+ * and head together through a compiled training-step graph, with augmentation, discriminative learning
+ * rates (earlier stages slower) and a one-cycle schedule. Checkpoints every epoch (and on interrupt) make
+ * `--resume` continue exactly; the best epoch by validation loss is exported with BatchNorm folded.
+ */
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { buildEvalStep, buildTrainStep } from '../autodiff/train-step.js';
+import { DEFAULT_AUGMENT, type AugmentConfig } from '../data/augment.js';
+import { classWeights as balancedWeights } from '../data/split.js';
+import { GraftError, isGraftError } from '../errors.js';
+import { compose } from '../graph/compose.js';
+import { modelToBytes } from '../graph/serialize.js';
+import { DEFAULT_BUILTIN } from '../models/builtins.js';
+import { resolveModel } from '../models/sources.js';
+import { float32 } from '../onnx/tensor.js';
+import { writeReport } from '../report/index.js';
+import { Runtime, type TaskHandle } from '../runtime/index.js';
+import { removeQuietly, atomicWriteFile } from '../util/fs.js';
+import { GRAFT_VERSION } from '../version.js';
+import { checkpointExists, fingerprint, loadCheckpoint, removeCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
+import { checkOutputDir, exportClassifier, saveClassifier } from './export.js';
+import { backboneFeatures, featureDim } from './features.js';
+import { evaluateWith, fit, type TrainerMethods } from './fit.js';
+import { buildHead } from './head.js';
+import { decayGroups, TRAINER_TASK, trainHead } from './head-train.js';
+import { imageSource, type ImageItem } from './image-source.js';
+import { lrFind, type LrFindResult } from './lr-find.js';
+import { classificationMetrics } from './metrics.js';
+import { buildMetricsJson, writeMetricsJson, type EpochRecord, type JsonValue, type SkippedFile } from './metrics-json.js';
+import type { ParamGroup } from './optim.js';
+import type { ScheduleConfig } from './schedule.js';
+import { parseUnfreeze, stagesOf, unfrozenStages, type Unfreeze } from './stages.js';
+import type { TrainerInit } from './trainer.task.js';
+import { chooseFeatureLayer, preparedBackbone, prepareData, type TrainOptions, type TrainResult } from './train.js';
+
+export interface FinetuneOptions {
+  /** 'all' (default) or the number of trailing stages to train (0 = head only, end to end on images). */
+  unfreeze?: Unfreeze | string;
+  /** Head warm-up epochs on cached features before unfreezing (fastai's freeze_epochs). */
+  warmupEpochs?: number;
+  /** The earliest unfrozen stage learns lrMult× slower than the head, stages between geometrically. */
+  lrMult?: number;
+  lrFind?: boolean;
+  augment?: AugmentConfig | false;
+  clipGrad?: number;
+  batchNorm?: 'frozen' | 'train';
+  resume?: boolean;
+}
+
+export const FINETUNE_DEFAULTS = {
+  epochs: 10,
+  batchSize: 16,
+  lr: 1e-3,
+  weightDecay: 1e-2,
+  dropout: 0.2,
+  labelSmoothing: 0,
+  warmupEpochs: 3,
+  lrMult: 10,
+  patience: 0,
+  seed: 0,
+  pctStart: 0.3,
+};
+
+/** Parameter groups: one per unfrozen stage (rates geometric from lr/lrMult up to lr) and the head. */
+function stageGroups(stageParams: string[][], headParams: string[], dims: ReadonlyMap<string, readonly number[]>, lrMult: number): ParamGroup[] {
+  const m = stageParams.length;
+  const groups: ParamGroup[] = [];
+  stageParams.forEach((params, k) => groups.push(...decayGroups(params, dims, lrMult ** ((k - m) / Math.max(1, m)))));
+  groups.push(...decayGroups(headParams, dims, 1));
+  return groups;
+}
+
+export async function finetune(o: TrainOptions & FinetuneOptions): Promise<TrainResult & { lrFind?: LrFindResult }> {
+  const t0 = performance.now();
+  const d = FINETUNE_DEFAULTS;
+  const out = resolve(o.out);
+  const emit = o.onEvent ?? (() => undefined);
+  if (o.resume) {
+    if (!checkpointExists(out)) throw new GraftError('CHECKPOINT_INVALID', `there is no checkpoint in ${out} to resume. Run without --resume to start.`, { subject: out });
+  } else {
+    checkOutputDir(out, !!o.overwrite);
+    removeQuietly(out);
+  }
+  mkdirSync(out, { recursive: true });
+
+  const runtime = o.runtime ?? (await Runtime.create({ threads: o.threads }));
+  let trainer: TaskHandle<TrainerMethods> | undefined;
+  try {
+    const spec = o.model ?? DEFAULT_BUILTIN;
+    const resolved = await resolveModel(spec, { offline: o.offline, cacheDir: o.cacheDir, signal: o.signal });
+    const layer = chooseFeatureLayer(resolved, o.layer);
+    const { backbone, preprocess } = preparedBackbone(resolved, layer, o.preprocess);
+    const data = await prepareData(o);
+    const classes = data.dataset.classes;
+    const K = classes.length;
+    emit({ type: 'dataset', classes, train: data.train.items.length, val: data.val?.items.length ?? 0, warnings: data.warnings });
+
+    const unfreeze = parseUnfreeze(o.unfreeze);
+    const epochs = o.epochs ?? d.epochs;
+    const warmupEpochs = o.warmupEpochs ?? d.warmupEpochs;
+    const batchSize = o.batchSize ?? d.batchSize;
+    const seed = o.seed ?? d.seed;
+    const augment = o.augment === false ? undefined : (o.augment ?? DEFAULT_AUGMENT);
+    const settings = {
+      unfreeze,
+      epochs,
+      warmupEpochs,
+      batchSize,
+      lr: o.lrFind ? 'find' : (o.lr ?? d.lr),
+      lrMult: o.lrMult ?? d.lrMult,
+      optimizer: o.optimizer ?? 'adamw',
+      weightDecay: o.weightDecay ?? d.weightDecay,
+      ...(o.momentum !== undefined ? { momentum: o.momentum } : {}),
+      labelSmoothing: o.labelSmoothing ?? d.labelSmoothing,
+      hidden: o.hidden ?? null,
+      dropout: o.dropout ?? d.dropout,
+      classWeights: o.classWeights ?? 'none',
+      patience: o.patience ?? d.patience,
+      seed,
+      augment: augment ? (JSON.parse(JSON.stringify(augment)) as JsonValue) : null,
+      clipGrad: o.clipGrad ?? null,
+      batchNorm: o.batchNorm ?? 'frozen',
+    };
+    const items = (ds: typeof data.train | undefined) => (ds?.items ?? []).map((i) => ({ path: i.path, label: i.label }));
+    const fp = fingerprint({ model: resolved.id, layer, preprocess, classes, train: items(data.train), val: items(data.val), settings });
+    const ckpt: Checkpoint | undefined = o.resume ? loadCheckpoint(out, fp) : undefined;
+    const cw = o.classWeights === 'auto' ? Float32Array.from(balancedWeights(data.train, 'auto')) : undefined;
+
+    // ---- phase 1: the head on cached features of the frozen backbone
+    const head = buildHead({ inputDim: featureDim(backbone), numClasses: K, hidden: o.hidden, dropout: settings.dropout, seed });
+    let history: EpochRecord[] = [];
+    const skipped = new Map<string, SkippedFile>();
+    let trainItems: ImageItem[] = items(data.train);
+    let valItems: ImageItem[] = items(data.val);
+    if (ckpt?.warmupWeights) {
+      for (const p of head.params) head.model.graph.initializers.set(p, float32(head.model.graph.initializers.get(p)!.dims, ckpt.warmupWeights[p]));
+      for (const s of (ckpt.extra?.skipped as SkippedFile[] | undefined) ?? []) skipped.set(s.path, s);
+      history = ckpt.history.filter((r) => r.phase === 'head');
+    } else if (warmupEpochs > 0) {
+      const all = [...trainItems, ...valItems];
+      const feats = await backboneFeatures(all, {
+        runtime,
+        backbone,
+        modelId: resolved.id,
+        layer,
+        preprocess,
+        cache: o.noCache ? false : o.cacheDir,
+        onProgress: (progress) => emit({ type: 'features', progress }),
+        signal: o.signal,
+      });
+      for (const f of feats.failures) skipped.set(f.path, { path: f.path, code: f.code, message: f.message });
+      const nTrain = trainItems.length;
+      const keptTrain = feats.kept.filter((i) => i < nTrain);
+      const keptVal = feats.kept.filter((i) => i >= nTrain);
+      const warm = await trainHead(
+        { features: feats.features.subarray(0, keptTrain.length * feats.dim), labels: Int32Array.from(keptTrain, (i) => all[i].label), dim: feats.dim },
+        keptVal.length ? { features: feats.features.subarray(keptTrain.length * feats.dim), labels: Int32Array.from(keptVal, (i) => all[i].label), dim: feats.dim } : undefined,
+        K,
+        {
+          runtime,
+          epochs: warmupEpochs,
+          batchSize: 32,
+          lr: 3e-3,
+          optimizer: 'adamw',
+          weightDecay: 1e-4,
+          schedule: 'one-cycle',
+          labelSmoothing: settings.labelSmoothing,
+          hidden: o.hidden,
+          dropout: settings.dropout,
+          classWeights: cw,
+          patience: 0,
+          seed,
+          signal: o.signal,
+          onEpoch: (record) => emit({ type: 'epoch', record: { ...record, phase: 'head' }, epochs: warmupEpochs + epochs }),
+        },
+      );
+      for (const p of head.params) head.model.graph.initializers.set(p, warm.head.model.graph.initializers.get(p)!);
+      history = warm.fit.history.map((r) => ({ ...r, phase: 'head' }));
+    }
+    // images that failed to decode once are left out from here on
+    trainItems = trainItems.filter((i) => !skipped.has(i.path));
+    valItems = valItems.filter((i) => !skipped.has(i.path));
+    const warmupWeights = Object.fromEntries(head.params.map((p) => [p, head.model.graph.initializers.get(p)!.data as Float32Array]));
+
+    // ---- phase 2: unfreeze and train end to end
+    const full = compose(backbone, head.model);
+    const stages = unfrozenStages(stagesOf(backbone), unfreeze);
+    const stageParams = stages.map((s) => s.params);
+    const trainable = [...stageParams.flat(), ...head.params];
+    const step = buildTrainStep(full, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm });
+    const evalStep = buildEvalStep(full, { trainable, extraInputs: step.bnStats.map((s) => s.input) });
+    const dims = new Map(trainable.map((p) => [p, full.graph.initializers.get(p)!.dims]));
+    const initial = Object.fromEntries([...trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(full.graph.initializers.get(p)!.data as Float32Array)]));
+    const source = imageSource(trainItems, valItems, {
+      preprocess,
+      batchSize,
+      seed,
+      augment,
+      classWeights: cw,
+      onSkip: (item, e) => skipped.set(item.path, { path: item.path, code: isGraftError(e) ? e.code : 'UNKNOWN', message: (e as Error).message }),
+    });
+    const baseLr = typeof settings.lr === 'number' ? settings.lr : d.lr;
+    const schedule = (lr: number): ScheduleConfig => ({ name: o.schedule ?? 'one-cycle', lr, totalSteps: epochs * source.trainBatches, pctStart: d.pctStart });
+    const init: TrainerInit = {
+      stepModel: modelToBytes(step.model),
+      step,
+      evalModel: modelToBytes(evalStep.model),
+      evalDataInput: evalStep.dataInput,
+      evalLogits: evalStep.logits,
+      weights: initial,
+      optimizer: { name: settings.optimizer, weightDecay: settings.weightDecay, momentum: o.momentum },
+      groups: stageGroups(stageParams, head.params, dims, settings.lrMult),
+      schedule: schedule(baseLr),
+      seed,
+      clipNorm: o.clipGrad,
+    };
+    trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
+
+    let found: LrFindResult | undefined;
+    let lr = baseLr;
+    if (ckpt?.phase === 'finetune') {
+      await trainer.call('restore', ckpt.state as never);
+      lr = (ckpt.extra?.lr as number | undefined) ?? lr;
+      await trainer.call('setSchedule', schedule(lr) as never);
+      history = ckpt.history;
+    } else if (o.lrFind) {
+      found = await lrFind({ trainer, source, schedule: schedule(lr), signal: o.signal });
+      lr = found.suggestion;
+      await trainer.call('setSchedule', schedule(lr) as never);
+    }
+    const extra = () => ({ lr, skipped: [...skipped.values()], ...(found ? { lrFind: found } : {}) });
+    const save = (c: Omit<Checkpoint, 'warmupWeights' | 'extra'>) => saveCheckpoint(out, fp, { ...c, warmupWeights, extra: extra() });
+    if (!ckpt) save({ phase: 'warmup', epoch: 0, step: 0, history, state: { weights: {}, optimizer: { step: 0, buffers: {} } } });
+    const resumed = ckpt?.phase === 'finetune' ? ckpt : undefined;
+    const result = await fit({
+      trainer,
+      source,
+      numClasses: K,
+      epochs,
+      startEpoch: resumed?.epoch ?? 0,
+      startStep: resumed?.step ?? 0,
+      partial: resumed?.partial,
+      history,
+      best: resumed?.best && resumed.bestWeights ? { ...resumed.best, state: { weights: resumed.bestWeights, optimizer: { step: 0, buffers: {} } } } : undefined,
+      patience: settings.patience,
+      phase: 'finetune',
+      epochOffset: history.filter((r) => r.phase === 'head').length,
+      signal: o.signal,
+      onEpoch: (record) => emit({ type: 'epoch', record, epochs: warmupEpochs + epochs }),
+      checkpoint: async (c) =>
+        save({ phase: 'finetune', epoch: c.epoch, step: c.step, partial: c.partial, history: c.history, best: c.best && { valLoss: c.best.valLoss, epoch: c.best.epoch }, state: c.state, bestWeights: c.best?.state.weights }),
+    });
+
+    // the best epoch's weights: evaluate them on the validation set and export them
+    const best = result.best?.state.weights;
+    if (best) await trainer.call('restore', { weights: best, optimizer: (await trainer.call('state', undefined as never)).optimizer } as never);
+    const val = await evaluateWith(trainer, source, K, o.signal);
+    for (const [name, w] of Object.entries(best ?? {})) full.graph.initializers.set(name, float32(full.graph.initializers.get(name)!.dims, w));
+    const exported = exportClassifier(full, {
+      labels: classes,
+      preprocess,
+      info: { 'graft.mode': 'finetune', 'graft.source_model': spec, 'graft.feature_layer': layer, 'graft.unfreeze': String(unfreeze), 'graft.version': GRAFT_VERSION },
+    });
+    const metrics = buildMetricsJson({
+      mode: 'finetune',
+      model: spec,
+      featureLayer: layer,
+      classes,
+      n: { train: trainItems.filter((i) => !skipped.has(i.path)).length, val: val?.labels.length ?? 0 },
+      val: val ? classificationMetrics(val.logits, val.labels, K, { logits: true }) : null,
+      valPaths: val?.paths,
+      history: result.history,
+      bestEpoch: result.best?.epoch ?? null,
+      seconds: (performance.now() - t0) / 1000,
+      skipped: [...skipped.values()],
+      config: { ...settings, lr, unfreeze: String(unfreeze), warmupEpochs, gradClip: settings.clipGrad, ...(found ? { lrFind: 'suggested' } : {}) },
+      graftVersion: GRAFT_VERSION,
+    });
+    saveClassifier(out, exported, classes);
+    writeMetricsJson(out, metrics);
+    await writeReport(out, metrics);
+    if (found) atomicWriteFile(resolve(out, 'lr-find.json'), JSON.stringify(found, null, 1));
+    removeCheckpoint(out);
+    emit({ type: 'exported', out });
+    return { out, metrics, ...(found ? { lrFind: found } : {}) };
+  } finally {
+    await trainer?.dispose();
+    if (!o.runtime) await runtime.close();
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Scenario 3 end to end: fine-tuning a builtin on real images made at test time, compared with head-only
+ * training on the same split; and resuming — after kill -9 and after an interrupt mid-epoch — must give
+ * exactly the result of an uninterrupted run.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Runtime } from '../../src/runtime/index.js';
+import { readMetricsJson } from '../../src/train/metrics-json.js';
+import { train, type TrainOptions } from '../../src/train/train.js';
+import { makeEmojiDataset } from '../helpers/emoji.js';
+
+const CATEGORIES = ['Animals & Nature', 'Food & Drink', 'Travel & Places', 'Flags'];
+const CHILD = fileURLToPath(new URL('./scripts/finetune-child.ts', import.meta.url));
+let root: string;
+let small: string;
+let runtime: Runtime;
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'graft-finetune-'));
+  small = join(root, 'small');
+  await makeEmojiDataset(small, { categories: CATEGORIES, perClass: 12, seed: 5, augment: true, size: 64 });
+  runtime = await Runtime.create();
+}, 120_000);
+
+afterAll(async () => {
+  await runtime.close();
+});
+
+/** A tiny, quick fine-tuning: 64 px, the last stage, 3 epochs after 1 warm-up epoch. */
+const quick = (out: string): TrainOptions => ({
+  data: small,
+  out,
+  mode: 'finetune',
+  seed: 7,
+  preprocess: { size: 64 },
+  layer: 'block_13_expand_relu',
+  epochs: 3,
+  warmupEpochs: 1,
+  unfreeze: 1,
+  batchSize: 8,
+  cacheDir: join(root, 'cache'),
+});
+
+function runChild(opts: TrainOptions, until: (out: string) => boolean, signal: NodeJS.Signals): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    // node --import tsx (not the tsx CLI, which runs the script in a grandchild): signals reach the script
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    let sent = false;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (!sent && until(stdout)) {
+        sent = true;
+        child.kill(signal);
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout }));
+  });
+}
+
+describe('graft train --mode finetune', () => {
+  let reference: ReturnType<typeof readMetricsJson>;
+
+  it('trains end to end, exports a working classifier and removes its checkpoint', async () => {
+    const out = join(root, 'reference');
+    const r = await train({ ...quick(out), runtime });
+    reference = r.metrics;
+    expect(r.metrics.history.map((h) => h.phase)).toEqual(['head', 'finetune', 'finetune', 'finetune']);
+    for (const f of ['model.onnx', 'labels.json', 'metrics.json', 'report.html']) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(existsSync(join(out, 'checkpoint'))).toBe(false);
+    expect(readMetricsJson(out).config.unfreeze).toBe('1');
+  }, 300_000);
+
+  it('kill -9 after an epoch, then --resume: the same result as the uninterrupted run', async () => {
+    const out = join(root, 'killed');
+    const first = await runChild(quick(out), (s) => /epoch 3\n/.test(s), 'SIGKILL');
+    expect(first.code).toBe(null); // killed by the signal
+    expect(existsSync(join(out, 'checkpoint', 'state.json'))).toBe(true);
+    const resumed = await train({ ...quick(out), runtime, resume: true });
+    expect(resumed.metrics.history).toEqual(reference.history.map((h, i) => ({ ...h, seconds: resumed.metrics.history[i].seconds })));
+    expect(resumed.metrics.accuracy).toBe(reference.accuracy);
+    expect(readFileSync(join(out, 'labels.json'), 'utf8')).toBe(readFileSync(join(root, 'reference', 'labels.json'), 'utf8'));
+  }, 300_000);
+
+  it('an interrupt mid-epoch checkpoints that point, and --resume continues from it exactly', async () => {
+    const out = join(root, 'interrupted');
+    // interrupt as soon as fine-tuning proper has started (the first fine-tune epoch is under way)
+    const first = await runChild(quick(out), (s) => /epoch 1\n/.test(s), 'SIGINT');
+    expect(first.stdout).toContain('error ABORTED');
+    const resumed = await train({ ...quick(out), runtime, resume: true });
+    expect(resumed.metrics.history.map((h) => [h.trainLoss, h.valLoss])).toEqual(reference.history.map((h) => [h.trainLoss, h.valLoss]));
+  }, 300_000);
+
+  it('beats or matches head-only training of the same builtin on the same split', async () => {
+    const data = join(root, 'compare');
+    await makeEmojiDataset(data, { categories: CATEGORIES, perClass: 60, seed: 3, augment: true, size: 96 });
+    const common = { data, runtime, seed: 1, preprocess: { size: 96 }, cacheDir: join(root, 'cache') };
+    const head = await train({ ...common, out: join(root, 'cmp-head') });
+    const tuned = await train({ ...common, out: join(root, 'cmp-finetune'), mode: 'finetune', unfreeze: 2, epochs: 8, warmupEpochs: 3 });
+    expect(tuned.metrics.n.val).toBe(head.metrics.n.val);
+    expect(tuned.metrics.accuracy!).toBeGreaterThanOrEqual(head.metrics.accuracy!);
+  }, 600_000);
+
+  it('refuses to resume with other options or without a checkpoint', async () => {
+    await expect(train({ ...quick(join(root, 'nothing-here')), runtime, resume: true })).rejects.toMatchObject({ code: 'CHECKPOINT_INVALID' });
+  });
+});
