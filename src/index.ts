@@ -33,8 +33,26 @@ export type {
 export { inspect } from './tasks/inspect.js';
 export type { FeatureLayerReport, InspectOptions, InspectReport, ValueReport } from './tasks/inspect.js';
 
-// ---- training and evaluation (scenarios 2 and 3): exported here once they land
-// (train / evaluate / export entry points go in this section)
+// ---- training and evaluation (scenarios 2 and 3)
+export { train, HEAD_DEFAULTS } from './train/train.js';
+export type { TrainEvent, TrainOptions, TrainResult } from './train/train.js';
+export { FINETUNE_DEFAULTS } from './train/finetune.js';
+export type { FinetuneOptions } from './train/finetune.js';
+export { evaluate } from './tasks/evaluate.js';
+export type { EvaluateOptions } from './tasks/evaluate.js';
+export { readMetricsJson, METRICS_SCHEMA_VERSION } from './train/metrics-json.js';
+export type { EpochRecord, MetricsJson, SkippedFile } from './train/metrics-json.js';
+export { renderReport, writeReport } from './report/index.js';
+export { stagesOf } from './train/stages.js';
+export type { Stage } from './train/stages.js';
+
+// ---- compiling training steps (the engine under scenario 3)
+export { buildEvalStep, buildTrainStep } from './autodiff/train-step.js';
+export type { EvalStep, TrainStep, TrainStepOptions } from './autodiff/train-step.js';
+export { Optimizer } from './train/optim.js';
+export type { OptimizerConfig, ParamGroup } from './train/optim.js';
+export { scheduleAt } from './train/schedule.js';
+export type { ScheduleConfig } from './train/schedule.js';
 
 // ---- models: sources, builtins, cache
 export { parseModelSpec, resolveModel } from './models/sources.js';

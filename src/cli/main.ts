@@ -8,14 +8,12 @@ import { GraftError, isGraftError } from '../errors.js';
 import { GRAFT_VERSION } from '../version.js';
 import { positiveIntArg, type CliContext, type CommandModule, type OutStream } from './common.js';
 import { EXIT, reportError } from './errors.js';
+import { evalCommand } from './eval.js';
 import { inspectCommand } from './inspect.js';
 import { predictCommand } from './predict.js';
+import { trainCommand } from './train.js';
 
-const COMMANDS: readonly CommandModule[] = [
-  predictCommand,
-  inspectCommand,
-  // train and eval register here
-];
+const COMMANDS: readonly CommandModule[] = [predictCommand, inspectCommand, trainCommand, evalCommand];
 
 function buildProgram(ctx: CliContext): Command {
   const program = new Command('graft')
