@@ -86,6 +86,28 @@ export const CLIENT_JS = String.raw`(function () {
       var lrBox = document.getElementById('chart-lr');
       if (lrBox) lrBox.hidden = true;
     }
+    if (d.lrFind && d.lrFind.lrs.length > 1) {
+      var box = document.getElementById('chart-lrfind');
+      if (box) {
+        var sug = d.lrFind.suggestion;
+        var mark = function (u) {
+          var x = Math.round(u.valToPos(sug, 'x', true));
+          var c = u.ctx;
+          c.save(); c.strokeStyle = BEST; c.lineWidth = uPlot.pxRatio;
+          c.setLineDash([5 * uPlot.pxRatio, 4 * uPlot.pxRatio]);
+          c.beginPath(); c.moveTo(x, u.bbox.top); c.lineTo(x, u.bbox.top + u.bbox.height); c.stroke(); c.restore();
+        };
+        made.push({ box: box, plot: new uPlot({
+          title: 'Learning-rate range test',
+          width: Math.max(260, box.clientWidth),
+          height: 240,
+          scales: { x: { time: false, distr: 3 } },
+          axes: [{ label: 'learning rate', values: function (u, vals) { return vals.map(function (v) { return v.toExponential(0); }); } }, { size: 64 }],
+          series: [{ label: 'lr', value: fmtLr }, { label: 'loss', stroke: TRAIN, width: 2, value: fmtLoss }],
+          hooks: { draw: [mark] },
+        }, [d.lrFind.lrs, d.lrFind.losses], box) });
+      }
+    }
     var pending = 0;
     window.addEventListener('resize', function () {
       cancelAnimationFrame(pending);

@@ -123,6 +123,7 @@ function chartData(m: MetricsJson) {
     hasVal: h.some((e) => e.valLoss !== null || e.valAccuracy !== null),
     // a marker only means something between other epochs
     bestEpoch: h.length > 1 && h.some((e) => e.epoch === m.bestEpoch) ? m.bestEpoch : null,
+    lrFind: m.lrFind ?? null,
   };
 }
 
@@ -173,7 +174,9 @@ function curves(m: MetricsJson): string {
     .join('');
   const head = `<tr><th>epoch</th>${hasPhase ? '<th>phase</th>' : ''}<th>train loss</th><th>train acc.</th>${hasVal ? '<th>val loss</th><th>val acc.</th>' : ''}<th>lr</th><th>time</th></tr>`;
   return `<section id="curves"><h2>Training curves</h2>${notes.join('')}
-<div class="charts"><div class="chart" id="chart-loss"></div><div class="chart" id="chart-acc"></div><div class="chart" id="chart-lr"></div></div>
+<div class="charts"><div class="chart" id="chart-loss"></div><div class="chart" id="chart-acc"></div><div class="chart" id="chart-lr"></div>${m.lrFind ? '<div class="chart" id="chart-lrfind"></div>' : ''}</div>${
+    m.lrFind ? `<p class="note">Learning-rate range test: smoothed loss against the rate; the run used the suggested ${esc(m.lrFind.suggestion.toExponential(2))} (dashed line), where the loss falls fastest.</p>` : ''
+  }
 <noscript><p class="notice">The charts need JavaScript; the numbers are in the table below.</p></noscript>
 <details><summary>Numbers per epoch</summary><div class="scroll short"><table class="num"><thead>${head}</thead><tbody>${rows}</tbody></table></div></details></section>`;
 }

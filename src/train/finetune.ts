@@ -276,7 +276,8 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       bestEpoch: result.best?.epoch ?? null,
       seconds: (performance.now() - t0) / 1000,
       skipped: [...skipped.values()],
-      config: { ...settings, lr, unfreeze: String(unfreeze), warmupEpochs, gradClip: settings.clipGrad, ...(found ? { lrFind: 'suggested' } : {}) },
+      config: { ...settings, lr, unfreeze: String(unfreeze), warmupEpochs, gradClip: settings.clipGrad },
+      ...(found ? { lrFind: found } : {}),
       graftVersion: GRAFT_VERSION,
     });
     saveClassifier(out, exported, classes);

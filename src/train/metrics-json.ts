@@ -121,6 +121,8 @@ export interface MetricsJson {
   /** The most confidently wrong validation images, worst first. */
   worst: WorstItem[];
   config: RunConfigJson;
+  /** The learning-rate range test, when the run did one (`--lr find`): its curve and suggestion. */
+  lrFind?: { lrs: number[]; losses: number[]; suggestion: number };
 }
 
 export interface MetricsJsonInput {
@@ -138,6 +140,7 @@ export interface MetricsJsonInput {
   seconds: number;
   skipped?: SkippedFile[];
   config?: RunConfigJson;
+  lrFind?: { lrs: number[]; losses: number[]; suggestion: number };
   createdAt?: Date;
   graftVersion?: string;
 }
@@ -179,6 +182,7 @@ export function buildMetricsJson(input: MetricsJsonInput): MetricsJson {
     skipped: input.skipped ?? [],
     worst,
     config: input.config ?? {},
+    ...(input.lrFind ? { lrFind: { lrs: input.lrFind.lrs, losses: input.lrFind.losses, suggestion: input.lrFind.suggestion } } : {}),
   };
 }
 

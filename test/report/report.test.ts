@@ -173,10 +173,21 @@ describe('renderReport', () => {
       lr: h.map((e) => e.lr),
       hasVal: true,
       bestEpoch: 3,
+      lrFind: null,
     });
     expect(data.valLoss[2]).toBeCloseTo(0.4, 12);
     expect(html).toContain('id="chart-loss"');
     expect(html).toContain('id="chart-acc"');
+    expect(html).not.toContain('id="chart-lrfind"');
+  });
+
+  it('plots the learning-rate range test when the run did one', async () => {
+    const lrFind = { lrs: [1e-7, 1e-5, 1e-3, 1e-1], losses: [2.3, 2.2, 1.1, 9.5], suggestion: 1e-4 };
+    const h = await renderReport({ ...metrics(), lrFind });
+    const data = JSON.parse(/<script type="application\/json" id="graft-data">([^<]*)<\/script>/.exec(h)?.[1] ?? 'null');
+    expect(data.lrFind).toEqual(lrFind);
+    expect(h).toContain('id="chart-lrfind"');
+    expect(h).toContain('suggested 1.00e-4');
   });
 
   it('says so when there is no validation set, and draws training curves only', async () => {

@@ -107,6 +107,19 @@ describe('graft train --mode finetune', () => {
     expect(tuned.metrics.accuracy!).toBeGreaterThanOrEqual(head.metrics.accuracy!);
   }, 600_000);
 
+  it('--lr find: runs the range test, trains with its suggestion, and leaves no trace of the test in the weights', async () => {
+    const found = await train({ ...quick(join(root, 'lrfind')), runtime, lrFind: true });
+    const m = found.metrics;
+    expect(m.lrFind!.lrs.length).toBeGreaterThan(10);
+    expect(m.lrFind!.suggestion).toBeGreaterThan(1e-7);
+    expect(m.lrFind!.suggestion).toBeLessThan(10);
+    expect(m.config.lr).toBe(m.lrFind!.suggestion);
+    expect(existsSync(join(root, 'lrfind', 'lr-find.json'))).toBe(true);
+    // the same run with that rate given directly: identical, so the test's steps were undone
+    const direct = await train({ ...quick(join(root, 'lrdirect')), runtime, lr: m.lrFind!.suggestion });
+    expect(direct.metrics.history.map((h) => h.trainLoss)).toEqual(m.history.map((h) => h.trainLoss));
+  }, 300_000);
+
   it('refuses to resume with other options or without a checkpoint', async () => {
     await expect(train({ ...quick(join(root, 'nothing-here')), runtime, resume: true })).rejects.toMatchObject({ code: 'CHECKPOINT_INVALID' });
   });

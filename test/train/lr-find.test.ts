@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { suggest } from '../../src/train/lr-find.js';
+import { scheduleAt } from '../../src/train/schedule.js';
+
+describe('LR range test', () => {
+  it('suggests the rate where the loss falls fastest, before the minimum', () => {
+    const lrs = Array.from({ length: 100 }, (_, i) => 1e-7 * (1e8 ** (i / 99)));
+    // flat, then a steep fall centred at 1e-3, a minimum near 1e-1, then divergence
+    const losses = lrs.map((lr) => {
+      const x = Math.log10(lr);
+      return 2 - 1.5 / (1 + Math.exp(-(x + 3) * 3)) + (x > -1 ? (x + 1) ** 2 * 5 : 0);
+    });
+    const { suggestion, minimumOver10 } = suggest(lrs, losses);
+    expect(Math.log10(suggestion)).toBeCloseTo(-3, 0);
+    expect(minimumOver10).toBeLessThan(1e-1);
+    expect(minimumOver10).toBeGreaterThan(1e-3);
+  });
+
+  it('the exponential schedule goes from the start rate to the end rate', () => {
+    const c = { name: 'exponential' as const, lr: 10, startLr: 1e-7, totalSteps: 100 };
+    expect(scheduleAt(c, 0).lr).toBeCloseTo(1e-7, 12);
+    expect(scheduleAt(c, 50).lr).toBeCloseTo(Math.sqrt(1e-7 * 10), 8);
+    expect(scheduleAt(c, 100).lr).toBeCloseTo(10, 8);
+  });
+});
