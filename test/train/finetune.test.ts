@@ -120,6 +120,16 @@ describe('graft train --mode finetune', () => {
     expect(direct.metrics.history.map((h) => h.trainLoss)).toEqual(m.history.map((h) => h.trainLoss));
   }, 300_000);
 
+  it('a diverging run stops with TRAINING_DIVERGED and keeps its last good checkpoint', async () => {
+    const out = join(root, 'diverged');
+    await expect(train({ ...quick(out), runtime, lr: 1e6, optimizer: 'sgd', momentum: 0 })).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringContaining('Lower the learning rate'),
+    });
+    expect(existsSync(join(out, 'checkpoint', 'state.json'))).toBe(true);
+    expect(existsSync(join(out, 'model.onnx'))).toBe(false);
+  }, 300_000);
+
   it('refuses to resume with other options or without a checkpoint', async () => {
     await expect(train({ ...quick(join(root, 'nothing-here')), runtime, resume: true })).rejects.toMatchObject({ code: 'CHECKPOINT_INVALID' });
   });
