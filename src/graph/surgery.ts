@@ -359,6 +359,27 @@ export function cutPoints(target: Graph | Model): string[] {
 // ---------------------------------------------------------------------------------------------------------
 // cutting
 
+/**
+ * The part of the model after `value` — a cut point (see cutPoints), so nothing after it reads anything
+ * before it: a new model whose single input is `value`. With cutAt, it splits a network into a frozen
+ * prefix (run once, its output cached) and a trainable tail.
+ */
+export function tailFrom(model: Model, value: string): Model {
+  const m = model.clone();
+  const g = m.graph;
+  const v = resolveValue(g, value);
+  if (!cutPoints(m).includes(v)) {
+    throw new GraftError('MODEL_UNSUPPORTED', `"${v}" is not a point every path of the network passes through, so the network cannot be split there. graft inspect lists the cut points.`, { subject: v });
+  }
+  const info = inferShapes(m).get(v);
+  if (!info) throw new GraftError('MODEL_UNSUPPORTED', `the type of "${v}" is unknown.`, { subject: v });
+  g.nodes = g.nodes.filter((n) => !n.outputs.includes(v));
+  g.inputs = [{ name: v, dtype: info.dtype, shape: info.shape && [...info.shape] }];
+  g.prune({ dropInputs: false });
+  g.valueInfo.clear();
+  return m;
+}
+
 export interface CutOptions {
   /** 'avg' (default for 4-D values): GlobalAveragePool + Flatten to [N, C]; 'none': the value as is. */
   pool?: 'avg' | 'none';

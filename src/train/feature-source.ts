@@ -7,9 +7,16 @@ export interface FeatureSet {
   features: Float32Array;
   labels: Int32Array;
   dim: number;
+  /** Paths of the rows, when known (so validation predictions can name their images). */
+  paths?: string[];
 }
 
-export function featureSource(train: FeatureSet, val: FeatureSet | undefined, opts: { batchSize: number; seed: number; classWeights?: Float32Array }): BatchSource {
+export function featureSource(
+  train: FeatureSet,
+  val: FeatureSet | undefined,
+  opts: { batchSize: number; seed: number; classWeights?: Float32Array; /** Shape of one row as the graph takes it (e.g. [C, H, W]); default [dim]. */ rowDims?: number[] },
+): BatchSource {
+  const rowDims = opts.rowDims ?? [train.dim];
   const n = train.labels.length;
   const B = Math.max(1, opts.batchSize);
   const take = (set: FeatureSet, idx: ArrayLike<number>, from: number, to: number): TrainBatch => {
@@ -22,7 +29,8 @@ export function featureSource(train: FeatureSet, val: FeatureSet | undefined, op
       labels[r] = set.labels[i];
     }
     const sampleWeight = opts.classWeights ? Float32Array.from(labels, (l) => opts.classWeights![l]) : undefined;
-    return { data: { dtype: 'float32', dims: [rows, set.dim], data }, labels, sampleWeight };
+    const paths = set.paths ? Array.from({ length: rows }, (_, r) => set.paths![idx[from + r]]) : undefined;
+    return { data: { dtype: 'float32', dims: [rows, ...rowDims], data }, labels, sampleWeight, ...(paths ? { paths } : {}) };
   };
   return {
     trainBatches: Math.ceil(n / B),
@@ -35,8 +43,8 @@ export function featureSource(train: FeatureSet, val: FeatureSet | undefined, op
       if (!val) return;
       const m = val.labels.length;
       const order = Array.from({ length: m }, (_, i) => i);
-      // evaluation batches can be large: there is no backward pass to hold memory for
-      const EB = Math.max(B, 256);
+      // evaluation batches can be large (no backward pass to hold memory for), within ~16 MB of rows
+      const EB = Math.max(B, Math.min(256, Math.floor(4_000_000 / val.dim)));
       for (let s = 0; s < m; s += EB) yield take(val, order, s, Math.min(m, s + EB));
     },
   };

@@ -11,7 +11,12 @@ import { buildEvalStep, buildTrainStep } from '../autodiff/train-step.js';
 import { DEFAULT_AUGMENT, type AugmentConfig } from '../data/augment.js';
 import { classWeights as balancedWeights } from '../data/split.js';
 import { GraftError, isGraftError } from '../errors.js';
+import { GraphBuilder } from '../graph/builder.js';
 import { compose } from '../graph/compose.js';
+import type { Model } from '../graph/graph.js';
+import { inferShapes } from '../graph/shapes.js';
+import { cutAt, tailFrom } from '../graph/surgery.js';
+import type { PreprocessConfig } from '../models/preprocess.js';
 import { modelToBytes } from '../graph/serialize.js';
 import { DEFAULT_BUILTIN } from '../models/builtins.js';
 import { resolveModel } from '../models/sources.js';
@@ -26,6 +31,7 @@ import { backboneFeatures, featureDim } from './features.js';
 import { evaluateWith, fit, type TrainerMethods } from './fit.js';
 import { buildHead } from './head.js';
 import { decayGroups, TRAINER_TASK, trainHead } from './head-train.js';
+import { featureSource, type FeatureSet } from './feature-source.js';
 import { imageSource, type ImageItem } from './image-source.js';
 import { lrFind, type LrFindResult } from './lr-find.js';
 import { classificationMetrics } from './metrics.js';
@@ -48,6 +54,11 @@ export interface FinetuneOptions {
   clipGrad?: number;
   batchNorm?: 'frozen' | 'train';
   resume?: boolean;
+  /**
+   * Without augmentation and with frozen stages, compute the frozen prefix's output once per image and
+   * train only the rest (default true): the same result, without re-running the prefix every epoch.
+   */
+  cachePrefix?: boolean;
 }
 
 export const FINETUNE_DEFAULTS = {
@@ -190,18 +201,26 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     const stages = unfrozenStages(stagesOf(backbone), unfreeze);
     const stageParams = stages.map((s) => s.params);
     const trainable = [...stageParams.flat(), ...head.params];
-    const step = buildTrainStep(full, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm });
-    const evalStep = buildEvalStep(full, { trainable, extraInputs: step.bnStats.map((s) => s.input) });
+    // Without augmentation every epoch sees the same pixels, so the frozen prefix's output is the same
+    // too: compute it once (cached like features) and train only the tail on it.
+    const prefixAt = o.cachePrefix !== false && !augment && stages.length > 0 && stages[0].input !== backbone.graph.inputs[0].name ? stages[0].input : undefined;
+    const prefix = prefixAt ? await prefixActivations(backbone, prefixAt, trainItems, valItems, { runtime, modelId: resolved.id, preprocess, cache: o.noCache ? false : o.cacheDir, signal: o.signal }) : undefined;
+    for (const f of prefix?.failures ?? []) skipped.set(f.path, f);
+    const trained = prefix ? tailFrom(full, prefixAt!) : full;
+    const step = buildTrainStep(trained, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm });
+    const evalStep = buildEvalStep(trained, { trainable, extraInputs: step.bnStats.map((s) => s.input) });
     const dims = new Map(trainable.map((p) => [p, full.graph.initializers.get(p)!.dims]));
     const initial = Object.fromEntries([...trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(full.graph.initializers.get(p)!.data as Float32Array)]));
-    const source = imageSource(trainItems, valItems, {
-      preprocess,
-      batchSize,
-      seed,
-      augment,
-      classWeights: cw,
-      onSkip: (item, e) => skipped.set(item.path, { path: item.path, code: isGraftError(e) ? e.code : 'UNKNOWN', message: (e as Error).message }),
-    });
+    const source = prefix
+      ? featureSource(prefix.train, prefix.val, { batchSize, seed, classWeights: cw, rowDims: prefix.rowDims })
+      : imageSource(trainItems, valItems, {
+          preprocess,
+          batchSize,
+          seed,
+          augment,
+          classWeights: cw,
+          onSkip: (item, e) => skipped.set(item.path, { path: item.path, code: isGraftError(e) ? e.code : 'UNKNOWN', message: (e as Error).message }),
+        });
     const baseLr = typeof settings.lr === 'number' ? settings.lr : d.lr;
     const schedule = (lr: number): ScheduleConfig => ({ name: o.schedule ?? 'one-cycle', lr, totalSteps: epochs * source.trainBatches, pctStart: d.pctStart });
     const init: TrainerInit = {
@@ -291,4 +310,41 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     await trainer?.dispose();
     if (!o.runtime) await runtime.close();
   }
+}
+
+interface PrefixActivations {
+  train: FeatureSet;
+  val: FeatureSet | undefined;
+  rowDims: number[];
+  failures: SkippedFile[];
+}
+
+/** The frozen prefix's output for every image, flattened to one cached row per image. */
+async function prefixActivations(
+  backbone: Model,
+  at: string,
+  train: readonly ImageItem[],
+  val: readonly ImageItem[],
+  o: { runtime: Runtime; modelId: string; preprocess: PreprocessConfig; cache: string | false | undefined; signal?: AbortSignal },
+): Promise<PrefixActivations> {
+  const prefix = cutAt(backbone, at, { pool: 'none' });
+  const out = prefix.graph.outputs[0].name;
+  const shape = inferShapes(prefix).get(out)?.shape ?? [];
+  const rowDims = shape.slice(1);
+  if (!rowDims.every((d): d is number => typeof d === 'number')) throw new GraftError('MODEL_UNSUPPORTED', `the activations at "${at}" have no static shape.`, { subject: at });
+  const b = new GraphBuilder(prefix.graph, { opset: prefix.opset });
+  const flat = b.op('Flatten', [out], { axis: 1 });
+  const dim = rowDims.reduce((a, x) => a * x, 1);
+  prefix.graph.outputs = [{ name: flat, dtype: 'float32', shape: ['N', dim] }];
+  const all = [...train, ...val];
+  const got = await backboneFeatures(all, { runtime: o.runtime, backbone: prefix, modelId: o.modelId, layer: `prefix:${at}`, preprocess: o.preprocess, cache: o.cache, signal: o.signal });
+  const nTrain = train.length;
+  const keptTrain = got.kept.filter((i) => i < nTrain);
+  const keptVal = got.kept.filter((i) => i >= nTrain);
+  return {
+    train: { features: got.features.subarray(0, keptTrain.length * dim), labels: Int32Array.from(keptTrain, (i) => all[i].label), dim },
+    val: keptVal.length ? { features: got.features.subarray(keptTrain.length * dim), labels: Int32Array.from(keptVal, (i) => all[i].label), dim, paths: keptVal.map((i) => all[i].path) } : undefined,
+    rowDims,
+    failures: got.failures.map((f) => ({ path: f.path, code: f.code, message: f.message })),
+  };
 }

@@ -120,6 +120,17 @@ describe('graft train --mode finetune', () => {
     expect(direct.metrics.history.map((h) => h.trainLoss)).toEqual(m.history.map((h) => h.trainLoss));
   }, 300_000);
 
+  it('without augmentation, caching the frozen prefix gives the same training as running it every epoch', async () => {
+    const common = { ...quick(join(root, 'prefix-cached')), runtime, augment: false as const };
+    const cached = await train(common);
+    const direct = await train({ ...common, out: join(root, 'prefix-direct'), cachePrefix: false });
+    const a = cached.metrics.history.map((h) => [h.trainLoss, h.valLoss!]).flat();
+    const b = direct.metrics.history.map((h) => [h.trainLoss, h.valLoss!]).flat();
+    a.forEach((x, i) => expect(Math.abs(x - b[i]) / Math.abs(b[i]), `value ${i}`).toBeLessThan(1e-4));
+    expect(cached.metrics.accuracy).toBe(direct.metrics.accuracy);
+    expect(cached.metrics.worst.map((w) => w.path)).toEqual(direct.metrics.worst.map((w) => w.path));
+  }, 300_000);
+
   it('a diverging run stops with TRAINING_DIVERGED and keeps its last good checkpoint', async () => {
     const out = join(root, 'diverged');
     await expect(train({ ...quick(out), runtime, lr: 1e6, optimizer: 'sgd', momentum: 0 })).rejects.toMatchObject({
