@@ -149,7 +149,7 @@ describe('convolution', () => {
     { name: 'rectangular kernel, stride', x: [2, 3, 8, 7], w: [4, 3, 3, 1], attrs: { strides: [2, 1], pads: [1, 0, 1, 0] } },
   ];
   const dxMethods: ConvDxMethod[] = ['convTranspose', 'flippedConv'];
-  const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce'];
+  const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul'];
   for (const c of convs) {
     for (const dx of dxMethods) {
       for (const dw of dwMethods) {

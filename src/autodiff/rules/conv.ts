@@ -14,6 +14,8 @@
  *      tapReduce      depthwise only: per tap, Σ dY·slice(X) — memory-bound, no im2col buffer.
  */
 import { GraftError } from '../../errors.js';
+import { float32 } from '../../onnx/tensor.js';
+import type { GraphBuilder } from '../../graph/builder.js';
 import type { ConvDwMethod, ConvDxMethod, GradRule, RuleContext } from '../rule.js';
 
 export interface ConvGeometry {
@@ -82,7 +84,7 @@ export function chooseDx(g: ConvGeometry, requested: ConvDxMethod): Exclude<Conv
 export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<ConvDwMethod, 'auto'> {
   const dense = g.group === 1;
   const depthwise = isDepthwise(g) && g.O === g.C;
-  if (requested === 'tapGemm' || requested === 'im2col') return dense ? requested : 'batchAsChannels';
+  if (requested === 'tapGemm' || requested === 'im2col' || requested === 'tapMatMul') return dense ? requested : 'batchAsChannels';
   if (requested === 'tapReduce') return depthwise ? 'tapReduce' : dense ? 'tapGemm' : 'batchAsChannels';
   if (requested === 'batchAsChannels') return 'batchAsChannels';
   // measured (prototype + bench/): per-tap Gemms win for 1×1 and 3×3, the batch-as-channels conv for
@@ -119,8 +121,27 @@ function flippedWeight(ctx: RuleContext, g: ConvGeometry): string {
     t = b.op('Reshape', [b.op('Transpose', [r], { perm: [0, 2, 1, 3, 4] }), b.i64([g.C, og, g.kh, g.kw])]);
   }
   if (g.kh === 1 && g.kw === 1) return t;
-  const big = Number.MAX_SAFE_INTEGER;
-  return b.op('Slice', [t, b.i64([-1, -1]), b.i64([-big, -big]), b.i64([2, 3]), b.i64([-1, -1])]);
+  // the spatial flip as a product with the k×k anti-identity: onnxruntime runs a negative-step Slice
+  // element by element (~6 ns/float), which made the flip of a 512×512×3×3 weight cost a third of
+  // the conv it feeds; the MatMul streams at memory speed and is exact (x·1 + Σ 0·y)
+  const k = g.kh * g.kw;
+  const flipped = b.op('MatMul', [b.op('Reshape', [t, b.i64([-1, k])]), antiIdentity(b, k)]);
+  return b.op('Reshape', [flipped, b.i64([g.C, g.O / g.group, g.kh, g.kw])]);
+}
+
+const antiIdentities = new WeakMap<GraphBuilder, Map<number, string>>();
+
+/** The k×k anti-identity (ones on the anti-diagonal), one initializer per size per graph. */
+function antiIdentity(b: GraphBuilder, k: number): string {
+  let perBuilder = antiIdentities.get(b);
+  if (!perBuilder) antiIdentities.set(b, (perBuilder = new Map()));
+  let name = perBuilder.get(k);
+  if (!name) {
+    const data = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) data[i * k + (k - 1 - i)] = 1;
+    perBuilder.set(k, (name = b.initializer('flip', float32([k, k], data))));
+  }
+  return name;
 }
 
 function dxFlippedConv(ctx: RuleContext, g: ConvGeometry): string {
@@ -166,35 +187,56 @@ function dwBatchAsChannels(ctx: RuleContext, g: ConvGeometry): string {
   return b.op('Slice', [r, b.i64([0, 0]), b.i64([g.kh, g.kw]), b.i64([2, 3])]);
 }
 
-/** Strided slices of the padded input, one per kernel tap: tap (i, j) lines up with dY. */
-function tapSlices(ctx: RuleContext, g: ConvGeometry, padded: string, spatialAxes: [number, number]): string[] {
+/**
+ * One view of the zero-padded input per kernel tap, each lined up with dY: tap (i, j) holds
+ * X_pad[…, i·dh + sh·oh, j·dw + sw·ow] (axes 2 and 3 spatial; axes 0 and 1 are carried along).
+ *
+ * Stride 2 goes through SpaceToDepth: onnxruntime copies a step-2 Slice element by element (~3 ns per
+ * element, 9 times for a 3×3 kernel), while one SpaceToDepth pass splits the input into its four
+ * parity planes, from which every tap is a unit-step slice of whole rows.
+ */
+function tapSlices(ctx: RuleContext, g: ConvGeometry, x: string): string[] {
   const { b } = ctx;
+  const parity = g.sh === 2 && g.sw === 2 && g.dh === 1 && g.dw === 1 && g.kh >= 2 && g.kw >= 2;
+  const hp = g.H + g.pt + g.pb;
+  const wp = g.W + g.pl + g.pr;
+  // SpaceToDepth needs even sizes: one more zero row/column, which no tap reads
+  const xp = padSpatial(ctx, x, [g.pt, g.pl, g.pb + (parity ? hp % 2 : 0), g.pr + (parity ? wp % 2 : 0)]);
   const out: string[] = [];
+  if (parity) {
+    const planes = b.op('Reshape', [b.op('SpaceToDepth', [xp], { blocksize: 2 }), b.i64([0, 4, -1, (hp + (hp % 2)) / 2, (wp + (wp % 2)) / 2])]);
+    for (let i = 0; i < g.kh; i++) {
+      for (let j = 0; j < g.kw; j++) {
+        const p = (i % 2) * 2 + (j % 2);
+        const [h0, w0] = [i >> 1, j >> 1];
+        const tap = b.op('Slice', [planes, b.i64([p, h0, w0]), b.i64([p + 1, h0 + g.OH, w0 + g.OW]), b.i64([1, 3, 4])]);
+        out.push(b.op('Reshape', [tap, b.i64([0, -1, g.OH, g.OW])]));
+      }
+    }
+    return out;
+  }
   for (let i = 0; i < g.kh; i++) {
     for (let j = 0; j < g.kw; j++) {
       const h0 = i * g.dh;
       const w0 = j * g.dw;
-      const whole = g.sh === 1 && g.sw === 1 && h0 === 0 && w0 === 0 && g.OH === g.H + g.pt + g.pb && g.OW === g.W + g.pl + g.pr;
-      out.push(
-        whole
-          ? padded
-          : b.op('Slice', [padded, b.i64([h0, w0]), b.i64([h0 + g.sh * (g.OH - 1) + 1, w0 + g.sw * (g.OW - 1) + 1]), b.i64(spatialAxes), b.i64([g.sh, g.sw])]),
-      );
+      const whole = g.sh === 1 && g.sw === 1 && h0 === 0 && w0 === 0 && g.OH === hp && g.OW === wp;
+      out.push(whole ? xp : b.op('Slice', [xp, b.i64([h0, w0]), b.i64([h0 + g.sh * (g.OH - 1) + 1, w0 + g.sw * (g.OW - 1) + 1]), b.i64([2, 3]), b.i64([g.sh, g.sw])]));
     }
   }
   return out;
 }
 
-function padSpatial(ctx: RuleContext, g: ConvGeometry, v: string): string {
-  if (!g.pt && !g.pl && !g.pb && !g.pr) return v;
-  return ctx.b.op('Pad', [v, ctx.b.i64([0, 0, g.pt, g.pl, 0, 0, g.pb, g.pr])]);
+/** Zero padding of axes 2 and 3: [top, left, bottom, right]. */
+function padSpatial(ctx: RuleContext, v: string, [t, l, bottom, r]: number[]): string {
+  if (!t && !l && !bottom && !r) return v;
+  return ctx.b.op('Pad', [v, ctx.b.i64([0, 0, t, l, 0, 0, bottom, r])]);
 }
 
 function dwTapGemm(ctx: RuleContext, g: ConvGeometry, im2col: boolean): string {
   const { b, node } = ctx;
-  const xt = padSpatial(ctx, g, b.op('Transpose', [node.inputs[0]], { perm: [1, 0, 2, 3] })); // [C, N, H', W']
+  const xt = b.op('Transpose', [node.inputs[0]], { perm: [1, 0, 2, 3] }); // [C, N, H, W]
   const dYm = b.op('Reshape', [b.op('Transpose', [ctx.dY()!], { perm: [1, 0, 2, 3] }), b.i64([g.O, -1])]); // [O, N·P]
-  const taps = tapSlices(ctx, g, xt, [2, 3]);
+  const taps = tapSlices(ctx, g, xt);
   if (im2col && taps.length > 1) {
     const cols = b.op('Concat', taps.map((s) => b.op('Unsqueeze', [s, b.i64([1])])), { axis: 1 }); // [C, kk, N, OH, OW]
     const r = b.op('Gemm', [dYm, b.op('Reshape', [cols, b.i64([g.C * g.kh * g.kw, -1])])], { transB: 1 });
@@ -206,11 +248,26 @@ function dwTapGemm(ctx: RuleContext, g: ConvGeometry, im2col: boolean): string {
   return b.op('Reshape', [stacked, b.i64([g.O, g.C, g.kh, g.kw])]);
 }
 
+/**
+ * Per tap, one MatMul per image straight from the NCHW tensors — dY [N, O, P] × slice(X)ᵀ [N, P, C] (ORT
+ * fuses the transpose into the MatMul) — then one sum over the batch: no transposed copies of X and dY,
+ * at the price of an [N, O, C, k·k] partial result.
+ */
+function dwTapMatMul(ctx: RuleContext, g: ConvGeometry): string {
+  const { b, node } = ctx;
+  const dY = b.op('Reshape', [ctx.dY()!, b.i64([0, g.O, -1])]); // [N, O, P]
+  const parts = tapSlices(ctx, g, node.inputs[0]).map((s) => {
+    const st = b.op('Transpose', [b.op('Reshape', [s, b.i64([0, g.C, -1])])], { perm: [0, 2, 1] }); // [N, P, C]
+    return b.op('MatMul', [dY, st]); // [N, O, C]
+  });
+  const stacked = parts.length === 1 ? parts[0] : b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([3])])), { axis: 3 });
+  return b.op('Reshape', [b.op('ReduceSum', [stacked, b.i64([0])], { keepdims: 0 }), b.i64([g.O, g.C, g.kh, g.kw])]);
+}
+
 function dwTapReduce(ctx: RuleContext, g: ConvGeometry): string {
   const { b, node } = ctx;
-  const xp = padSpatial(ctx, g, node.inputs[0]); // [N, C, H', W']
   const dY = ctx.dY()!;
-  const sums = tapSlices(ctx, g, xp, [2, 3]).map((s) => b.op('ReduceSum', [b.op('Mul', [dY, s]), b.i64([0, 2, 3])], { keepdims: 0 }));
+  const sums = tapSlices(ctx, g, node.inputs[0]).map((s) => b.op('ReduceSum', [b.op('Mul', [dY, s]), b.i64([0, 2, 3])], { keepdims: 0 }));
   const stacked = sums.length === 1 ? sums[0] : b.op('Concat', sums.map((s) => b.op('Unsqueeze', [s, b.i64([1])])), { axis: 1 });
   return b.op('Reshape', [stacked, b.i64([g.C, 1, g.kh, g.kw])]);
 }
@@ -227,7 +284,14 @@ export const convRules: Record<string, GradRule> = {
       }
       if (ctx.needs(1)) {
         const m = chooseDw(g, perNode?.convDw ?? ctx.options.convDw);
-        const dW = m === 'tapGemm' || m === 'im2col' ? dwTapGemm(ctx, g, m === 'im2col') : m === 'tapReduce' ? dwTapReduce(ctx, g) : dwBatchAsChannels(ctx, g);
+        const dW =
+          m === 'tapGemm' || m === 'im2col'
+            ? dwTapGemm(ctx, g, m === 'im2col')
+            : m === 'tapMatMul'
+              ? dwTapMatMul(ctx, g)
+              : m === 'tapReduce'
+                ? dwTapReduce(ctx, g)
+                : dwBatchAsChannels(ctx, g);
         ctx.grad(1, dW);
       }
       if (node.input(2) && ctx.needs(2)) ctx.grad(2, b.op('ReduceSum', [ctx.dY()!, b.i64([0, 2, 3])], { keepdims: 0 }));
