@@ -15,7 +15,7 @@ import { GraphBuilder } from '../graph/builder.js';
 import type { Model } from '../graph/graph.js';
 import type { Dim, Node, ValueInfo } from '../graph/ir.js';
 import { inferShapes } from '../graph/shapes.js';
-import { toNumbers } from '../onnx/tensor.js';
+import { float32, toNumbers } from '../onnx/tensor.js';
 import { softmaxCrossEntropy } from './loss.js';
 import type { GradOptions } from './rule.js';
 import { buildBackward } from './sweep.js';
@@ -35,6 +35,13 @@ export interface TrainStepOptions {
   sampleWeights?: boolean;
   /** 'frozen' (default): BN uses its running statistics. 'train': BN layers with a trainable scale use batch statistics and report updated running statistics. */
   batchNorm?: 'frozen' | 'train';
+  /**
+   * Frozen-statistics BN after a trainable conv is folded into that conv as W·s and a bias (default
+   * true): the same function, but the forward loses a full pass over the activations (and ORT fuses
+   * the activation into the conv), and the backward needs neither the BN input kept alive nor the
+   * activation-sized passes for dX, dγ and dβ — γ and β get their gradients through weight-sized ops.
+   */
+  foldBatchNorm?: boolean;
   grad?: GradOptions;
 }
 
@@ -83,6 +90,7 @@ export function buildTrainStep(forward: Model, opts: TrainStepOptions): TrainSte
   const before = inferShapes(model, { inputShapes: { [data.name]: data.shape } });
   const dropout = replaceDropout(g.nodes, b, before);
   const bnStats = opts.batchNorm === 'train' ? decomposeTrainingBatchNorm(model, b, trainable) : [];
+  if (opts.foldBatchNorm ?? true) foldFrozenBatchNorm(model, b, trainable);
 
   // trainable weights (and live BN statistics) become inputs, in a stable order
   const params = [...trainable].map((name) => ({ name, dims: [...g.initializers.get(name)!.dims] }));
@@ -216,6 +224,46 @@ function decomposeTrainingBatchNorm(model: Model, b: GraphBuilder, trainable: Re
   // splice each decomposition where its BatchNormalization was, keeping topological order
   g.nodes = g.nodes.flatMap((n) => emitted.get(n) ?? [n]);
   return stats;
+}
+
+/**
+ * Conv → BatchNormalization(frozen statistics) with a trainable conv weight becomes one Conv whose
+ * weight and bias are computed in the graph from the trainable values:
+ *
+ *   s = γ / √(var + ε)      W' = W · s[o]      b' = β + (b − mean) · s      y = Conv(x, W', b')
+ *
+ * The gradients of W, γ and β then come from the generic Mul/Sub/Conv rules on weight-sized tensors.
+ * BN after a frozen conv is left alone: folding it would turn the frozen weight into a computed one and
+ * cost ORT its pre-packed kernels for that conv.
+ */
+function foldFrozenBatchNorm(model: Model, b: GraphBuilder, trainable: ReadonlySet<string>): void {
+  const g = model.graph;
+  const { producer, consumers } = g.index();
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const emitted = new Map<Node, Node[]>();
+  const removed = new Set<Node>();
+  for (const n of g.nodes) {
+    if (n.opType !== 'BatchNormalization' || n.int('training_mode', 0) === 1 || n.outputs.slice(1).some(Boolean)) continue;
+    const [x, scale, bias, mean, variance] = n.inputs;
+    const conv = producer.get(x);
+    if (!conv || conv.opType !== 'Conv' || !trainable.has(conv.inputs[1]) || outputs.has(x) || consumers.get(x)?.length !== 1) continue;
+    const meanT = g.initializers.get(mean);
+    const varT = g.initializers.get(variance);
+    if (meanT?.dtype !== 'float32' || varT?.dtype !== 'float32') continue;
+    const eps = n.float('epsilon', 1e-5);
+    const start = g.nodes.length;
+    const invStd = b.initializer(`${variance}_inv_std`, float32(varT.dims, Float32Array.from(varT.data as Float32Array, (v) => 1 / Math.sqrt(v + eps))));
+    const s = b.op('Mul', [scale, invStd]);
+    const w = b.op('Mul', [conv.inputs[1], b.op('Reshape', [s, b.i64([-1, 1, 1, 1])])]);
+    const convBias = conv.input(2);
+    const centered = convBias ? b.op('Sub', [convBias, mean]) : b.op('Neg', [mean]);
+    const newBias = b.op('Add', [bias, b.op('Mul', [centered, s])]);
+    emitted.set(conv, g.nodes.splice(start));
+    conv.inputs = [conv.inputs[0], w, newBias];
+    conv.outputs = [n.outputs[0]];
+    removed.add(n);
+  }
+  g.nodes = g.nodes.filter((n) => !removed.has(n)).flatMap((n) => [...(emitted.get(n) ?? []), n]);
 }
 
 export interface EvalStep {
