@@ -64,13 +64,23 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
   const sessionOpts = init.threads ? { threads: init.threads } : {};
   const stepSession: InferenceSession = await ctx.createSession(init.stepModel, sessionOpts);
   const evalSession: InferenceSession = await ctx.createSession(init.evalModel, sessionOpts);
-  const grads = new Map<string, Float32Array>();
-
+  // The weights live in fixed Float32Arrays updated in place (restore() copies into them too), so their
+  // ORT tensors are made once. Gradients are fetched into preallocated buffers: ORT writes them in place
+  // instead of allocating (and page-faulting in) fresh output memory every step.
+  const weightTensors = new Map<string, OrtTensor>();
   const weightFeeds = (names: Iterable<{ name: string; dims: number[] }>): Record<string, OrtTensor> => {
     const feeds: Record<string, OrtTensor> = {};
-    for (const p of names) feeds[p.name] = ctx.toOrt({ dtype: 'float32', dims: p.dims, data: weights.get(p.name)! });
+    for (const p of names) {
+      let t = weightTensors.get(p.name);
+      if (!t) weightTensors.set(p.name, (t = ctx.toOrt({ dtype: 'float32', dims: p.dims, data: weights.get(p.name)! })));
+      feeds[p.name] = t;
+    }
     return feeds;
   };
+  const grads = new Map(spec.params.map((p) => [p.name, new Float32Array(weights.get(p.name)!.length)]));
+  const fetches: Record<string, OrtTensor | null> = { [spec.loss]: null, [spec.logits]: null };
+  for (const p of spec.params) fetches[p.grad] = ctx.toOrt({ dtype: 'float32', dims: p.dims, data: grads.get(p.name)! });
+  for (const s of spec.bnStats) fetches[s.updated] = null;
 
   const dropoutMask = (d: TrainerStepSpec['dropout'][number], batch: number, step: number, k: number): OrtTensor => {
     const dims = d.shape.map((x, i) => (i === 0 ? batch : x));
@@ -100,12 +110,11 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
         feeds[spec.sampleWeight] = ctx.toOrt(args.sampleWeight);
       }
       spec.dropout.forEach((d, k) => (feeds[d.input] = dropoutMask(d, batch, args.step, k)));
-      const out = await stepSession.run(feeds);
+      const out = await stepSession.run(feeds, fetches);
       const loss = (out[spec.loss].data as Float32Array)[0];
       const logits = ctx.fromOrt(out[spec.logits]).data as Float32Array;
       const { lr, momentum } = scheduleAt(schedule, args.step);
       if (!Number.isFinite(loss)) return transfer({ loss, lr, gradNorm: NaN, logits }, [logits.buffer as ArrayBuffer]);
-      for (const p of spec.params) grads.set(p.name, ctx.fromOrt(out[p.grad]).data as Float32Array);
       const gradNorm = init.clipNorm ? clipGradNorm(grads.values(), init.clipNorm) : NaN;
       optimizer.step(weights, grads, lr, momentum);
       for (const s of spec.bnStats) weights.get(s.input)!.set(out[s.updated].data as Float32Array);
