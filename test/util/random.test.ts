@@ -11,6 +11,16 @@ describe('createRng', () => {
     expect(deriveSeed(42, 0, 7)).toBe(1054385457);
   });
 
+  it('fillUint32 gives exactly the values of as many uint32() calls, and the stream continues after it', () => {
+    const bulk = createRng(42);
+    const one = createRng(42);
+    // enough outputs to wrap the counter's low bits and produce values ≥ 2^31 (int32 negatives)
+    const filled = Array.from(bulk.fillUint32(new Uint32Array(5000)));
+    expect(filled).toEqual(take(5000, () => one.uint32()));
+    expect(filled.some((x) => x >= 2 ** 31)).toBe(true);
+    expect([bulk.uint32(), bulk.next()]).toEqual([one.uint32(), one.next()]);
+  });
+
   it('repeats for a seed and differs between seeds, including seeds that differ only above 2^32', () => {
     const a = createRng(7);
     const b = createRng(7);
