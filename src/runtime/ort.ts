@@ -33,6 +33,10 @@ export async function createSession(model: Uint8Array | string, config: SessionC
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: config.optimization,
+    // ORT's memory pattern plans one block per run for the whole graph's activations on top of the
+    // arena: measured (bench/): training-step peak RSS 1586 → 1144 MB on ResNet-18, 2339 → 1435 MB on
+    // MobileNetV2, inference 756 → 722 MB at batch 32, at unchanged speed
+    enableMemPattern: false,
     logSeverityLevel: SEVERITY[defaults.logLevel],
     extra: { session },
   };
