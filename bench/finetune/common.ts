@@ -1,0 +1,198 @@
+/**
+ * Shared pieces of graft's fine-tuning benchmarks: the bench models (bench/out/*.onnx from
+ * bench/torch/export_models.py, or the nsfwjs builtin) cut at their features with a new 10-class head as
+ * fine-tuning builds them, trainable sets matching bench/torch/train.py's configurations, ORT sessions,
+ * and interleaved CPU-time measurement (the machine is shared: compare per-CPU-second medians of
+ * variants timed A B A B … in one process, never single wall-clock numbers).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import type { GradOptions } from '../../src/autodiff/rule.js';
+import { buildTrainStep, type TrainStep, type TrainStepOptions } from '../../src/autodiff/train-step.js';
+import { compose } from '../../src/graph/compose.js';
+import type { Model } from '../../src/graph/graph.js';
+import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
+import { cutAt, findClassifier } from '../../src/graph/surgery.js';
+import { ensureBuiltin } from '../../src/models/builtins.js';
+import { buildHead } from '../../src/train/head.js';
+import { stagesOf, unfrozenStages } from '../../src/train/stages.js';
+
+export const BENCH_OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'out');
+
+export type BenchModelName = 'resnet18' | 'mobilenet_v2' | 'nsfw_mobilenet_v2';
+export type TrainableSet = 'full' | 'last' | 'head';
+
+export interface BenchModel {
+  name: BenchModelName;
+  /** backbone + new head, BN nodes kept (frozen statistics, as graft fine-tunes by default). */
+  model: Model;
+  backbone: Model;
+  headParams: string[];
+  /** [C, H, W] of the image input. */
+  inputDims: number[];
+}
+
+export async function benchModel(name: BenchModelName, classes = 10): Promise<BenchModel> {
+  const source = name === 'nsfw_mobilenet_v2' ? loadModel((await ensureBuiltin('mobilenet_v2')).path) : loadModel(join(BENCH_OUT, `${name}.onnx`));
+  const c = findClassifier(source);
+  const backbone = cutAt(source, c.spatialValue ?? c.featureValue, { pool: 'avg' });
+  const input = backbone.graph.inputs[0];
+  const dims = input.shape!.slice(1).map((d, i) => (typeof d === 'number' ? d : i === 0 ? 3 : 224)) as number[];
+  input.shape = ['N', ...dims];
+  const featDim = backbone.graph.outputs[0].shape?.[1];
+  const head = buildHead({ inputDim: featDim as number, numClasses: classes, dropout: 0, seed: 0 });
+  return { name, model: compose(backbone, head.model), backbone, headParams: head.params, inputDims: dims };
+}
+
+/** full = every stage + head; last = the last stage (resnet18 layer4, mobilenet_v2 the 7×7 stage) + head. */
+export function trainableOf(m: BenchModel, set: TrainableSet): string[] {
+  const stages = set === 'head' ? [] : unfrozenStages(stagesOf(m.backbone), set === 'full' ? 'all' : 1);
+  return [...stages.flatMap((s) => s.params), ...m.headParams];
+}
+
+export function compileStep(m: BenchModel, set: TrainableSet, grad?: GradOptions, extra: Partial<TrainStepOptions> = {}): { step: TrainStep; bytes: Uint8Array } {
+  const step = buildTrainStep(m.model, { trainable: trainableOf(m, set), grad, ...extra });
+  return { step, bytes: modelToBytes(step.model) };
+}
+
+export interface SessionKnobs {
+  threads?: number;
+  spin?: boolean;
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  memPattern?: boolean;
+  cpuArena?: boolean;
+  profilePrefix?: string;
+  extraConfig?: Record<string, string>;
+}
+
+export function createSession(model: Uint8Array | string, k: SessionKnobs = {}): Promise<ort.InferenceSession> {
+  const session: Record<string, unknown> = { intra_op: { allow_spinning: k.spin ? '1' : '0' }, ...(k.extraConfig ?? {}) };
+  return ort.InferenceSession.create(model as Uint8Array, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: k.threads ?? 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: k.optimization ?? 'all',
+    enableMemPattern: k.memPattern ?? true,
+    enableCpuMemArena: k.cpuArena ?? true,
+    ...(k.profilePrefix ? { enableProfiling: true, profileFilePrefix: k.profilePrefix } : {}),
+    extra: { session },
+  });
+}
+
+/** Deterministic pseudo-random floats in [lo, hi) (xorshift; no need for quality here). */
+export function randomFloats(n: number, seed = 1, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = lo + ((s >>> 0) / 4294967296) * (hi - lo);
+  }
+  return out;
+}
+
+/** Feeds for one training step: a random batch, labels, and the model's current trainable weights. */
+export function stepFeeds(m: BenchModel, step: TrainStep, N: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {
+    [step.dataInput]: new ort.Tensor('float32', randomFloats(N * m.inputDims.reduce((a, b) => a * b, 1), 7, -2, 2), [N, ...m.inputDims]),
+    [step.labels]: new ort.Tensor('int64', BigInt64Array.from({ length: N }, (_, i) => BigInt(i % step.numClasses)), [N]),
+  };
+  for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', Float32Array.from(m.model.graph.initializers.get(p.name)!.data as Float32Array), p.dims);
+  return feeds;
+}
+
+export const median = (a: readonly number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  const k = s.length >> 1;
+  return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
+};
+
+export const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+
+/** Machine-wide busy cores over an interval, from /proc/stat (to tell how contended a measurement was). */
+export function procStat(): [number, number] {
+  const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return [v.reduce((a, b) => a + b, 0), v[3] + v[4]];
+}
+
+export interface Sample {
+  wallMs: number;
+  cpuMs: number;
+}
+
+export async function sample(fn: () => Promise<unknown> | unknown): Promise<Sample> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wallMs, cpuMs: (c.user + c.system) / 1000 };
+}
+
+export interface VariantStats {
+  name: string;
+  n: number;
+  wallMedMs: number;
+  wallMinMs: number;
+  cpuMedMs: number;
+  cpuMinMs: number;
+}
+
+/**
+ * Runs every variant `rounds` times, interleaved (A B C A B C …) after `warmup` untimed rounds, and returns
+ * per-variant medians of wall and process CPU time, plus the machine's load over the whole measurement.
+ */
+export async function interleave(
+  variants: { name: string; run: () => Promise<unknown> | unknown }[],
+  opts: { rounds: number; warmup?: number; maxSeconds?: number },
+): Promise<{ stats: VariantStats[]; load: number[]; otherBusyCores: number }> {
+  for (let w = 0; w < (opts.warmup ?? 1); w++) for (const v of variants) await v.run();
+  const samples = variants.map(() => [] as Sample[]);
+  const s0 = procStat();
+  const own0 = process.cpuUsage();
+  const t0 = performance.now();
+  const end = t0 + 1000 * (opts.maxSeconds ?? Infinity);
+  for (let r = 0; r < opts.rounds; r++) {
+    for (let k = 0; k < variants.length; k++) samples[k].push(await sample(variants[k].run));
+    if (r >= 2 && performance.now() > end) break;
+  }
+  const s1 = procStat();
+  const wall = performance.now() - t0;
+  const own = process.cpuUsage(own0);
+  const ncpu = 2;
+  const busy = ncpu * (1 - (s1[1] - s0[1]) / Math.max(1, s1[0] - s0[0]));
+  const ownCores = (own.user + own.system) / 1000 / wall;
+  const stats = variants.map((v, k) => ({
+    name: v.name,
+    n: samples[k].length,
+    wallMedMs: round(median(samples[k].map((s) => s.wallMs))),
+    wallMinMs: round(Math.min(...samples[k].map((s) => s.wallMs))),
+    cpuMedMs: round(median(samples[k].map((s) => s.cpuMs))),
+    cpuMinMs: round(Math.min(...samples[k].map((s) => s.cpuMs))),
+  }));
+  return { stats, load: loadavg(), otherBusyCores: round(Math.max(0, busy - ownCores), 2) };
+}
+
+export const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Parses `--key value` / `--flag` arguments into a record (bench scripts only). */
+export function args(defaults: Record<string, string>): Record<string, string> {
+  const out = { ...defaults };
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) continue;
+    const key = a.slice(2);
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith('--')) out[key] = 'true';
+    else {
+      out[key] = next;
+      i++;
+    }
+  }
+  return out;
+}

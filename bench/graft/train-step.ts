@@ -1,0 +1,106 @@
+/**
+ * graft's training-step throughput, the way `graft train --mode finetune` runs a step (src/train/finetune.ts):
+ * the training-step graph compiled by buildTrainStep from the torchvision export (BatchNormalization nodes
+ * kept), run by the trainer worker task (src/train/trainer.task.ts via Runtime.loadTask): ORT session, then
+ * the AdamW update in place over the weights in the worker. A fixed synthetic batch of 16, no decoding in
+ * the timed loop — as bench/torch/train.py. One configuration per process (peak RSS).
+ */
+import { buildEvalStep, buildTrainStep } from '../../src/autodiff/train-step.js';
+import type { Model } from '../../src/graph/graph.js';
+import { modelToBytes } from '../../src/graph/serialize.js';
+import { tailFrom } from '../../src/graph/surgery.js';
+import { Runtime, type TaskHandle } from '../../src/runtime/index.js';
+import type { TrainerMethods } from '../../src/train/fit.js';
+import { toInt64 } from '../../src/train/fit.js';
+import { TRAINER_TASK } from '../../src/train/head-train.js';
+import type { TrainerInit } from '../../src/train/trainer.task.js';
+import { fill } from '../../test/fixtures/prng.js';
+import { emit, round, timedLoop, type LoopOptions } from '../lib/measure.js';
+import { finetuneModel, type TorchModel, type TrainConfig } from '../lib/models.js';
+
+export interface StepArgs extends LoopOptions {
+  model: TorchModel;
+  config: TrainConfig;
+  batchNorm: 'frozen' | 'train';
+  batch: number;
+  threads: number;
+  size: number;
+  classes: number;
+}
+
+export async function measureStep(a: StepArgs): Promise<void> {
+  const t0 = performance.now();
+  const m = finetuneModel(a.model, a.config, a.classes);
+  // last-stage-cached: what src/train/finetune.ts trains without augmentation — the tail after the frozen
+  // prefix, fed the prefix's cached output (computed once per image for the whole run, not per step)
+  const cached = a.config === 'last-stage-cached';
+  const trained = cached ? tailFrom(m.model, m.prefixAt!) : m.model;
+  const inDims = inputDims(trained, a);
+  const step = buildTrainStep(trained, { trainable: m.trainable, batchNorm: a.batchNorm });
+  const evalStep = buildEvalStep(trained, { trainable: m.trainable, extraInputs: step.bnStats.map((s) => s.input) });
+  const inits = m.model.graph.initializers;
+  const weights = Object.fromEntries([...m.trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(inits.get(p)!.data as Float32Array)]));
+  const trainableParams = m.trainable.reduce((n, p) => n + inits.get(p)!.dims.reduce((x, y) => x * y, 1), 0);
+  const init: TrainerInit = {
+    stepModel: modelToBytes(step.model),
+    step,
+    evalModel: modelToBytes(evalStep.model),
+    evalDataInput: evalStep.dataInput,
+    evalLogits: evalStep.logits,
+    weights,
+    // torch.optim.AdamW(lr=1e-3, weight_decay=1e-2) on every trainable parameter, constant rate
+    optimizer: { name: 'adamw', weightDecay: 1e-2 },
+    groups: [{ params: m.trainable }],
+    schedule: { name: 'constant', lr: 1e-3, totalSteps: 1_000_000 },
+    seed: 0,
+  };
+  const compiledMs = performance.now() - t0;
+  const runtime = await Runtime.create({ threads: a.threads });
+  try {
+    const trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
+    const sessionMs = performance.now() - t0 - compiledMs;
+    const dims = inDims;
+    const data = { dtype: 'float32' as const, dims, data: fill(0, dims, -2, 2) };
+    const labels = toInt64(Int32Array.from({ length: a.batch }, (_, i) => i % a.classes));
+    let k = 0;
+    const losses: number[] = [];
+    const r = await timedLoop(
+      async () => {
+        const out = await trainer.call('step', { data, labels, step: k++ });
+        losses.push(out.loss);
+      },
+      a.batch,
+      a,
+    );
+    emit({
+      bench: 'train',
+      model: a.model,
+      config: a.config,
+      batch_norm: a.batchNorm,
+      batch: a.batch,
+      size: a.size,
+      classes: a.classes,
+      threads: a.threads,
+      trainable_params: trainableParams,
+      graph_nodes: step.model.graph.nodes.length,
+      step_input: dims.join('×'),
+      compile_s: round(compiledMs / 1000),
+      session_s: round(sessionMs / 1000),
+      first_loss: round(losses[0], 4),
+      last_loss: round(losses[losses.length - 1], 4),
+      ...r,
+    });
+    await trainer.dispose();
+  } finally {
+    await runtime.close();
+  }
+}
+
+/** The step's data input dims at this batch: the image batch, or the cached prefix output's shape. */
+function inputDims(model: Model, a: StepArgs): number[] {
+  const input = model.graph.inputs[0];
+  if (a.config !== 'last-stage-cached') return [a.batch, 3, a.size, a.size];
+  const dims = input.shape?.slice(1);
+  if (!dims?.every((d): d is number => typeof d === 'number')) throw new Error(`${a.model}: the prefix output ${input.name} has no static shape`);
+  return [a.batch, ...dims];
+}
