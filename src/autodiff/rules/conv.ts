@@ -87,9 +87,11 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   if (requested === 'tapGemm' || requested === 'im2col' || requested === 'tapMatMul') return dense ? requested : 'batchAsChannels';
   if (requested === 'tapReduce') return depthwise ? 'tapReduce' : dense ? 'tapGemm' : 'batchAsChannels';
   if (requested === 'batchAsChannels') return 'batchAsChannels';
-  // measured (prototype + bench/): per-tap Gemms win for 1×1 and 3×3, the batch-as-channels conv for
-  // large kernels and depthwise layers
+  // measured (prototype + bench/finetune/step-time.ts): per-tap Gemms win for dense 1×1 and 3×3 (ResNet-18
+  // full step 2.20 s vs 2.85 s with batch-as-channels), per-tap reductions for depthwise layers since the
+  // taps are unit-step slices (MobileNetV2 full step 1.18 s vs 1.34 s), batch-as-channels elsewhere
   if (dense && g.kh * g.kw <= 9) return 'tapGemm';
+  if (depthwise) return 'tapReduce';
   return 'batchAsChannels';
 }
 
