@@ -97,6 +97,10 @@ export const BUILTIN_MODELS: Readonly<Record<string, Readonly<BuiltinModel>>> = 
     architecture: 'InceptionV3',
     size: 299,
     params: 22_360_869,
+    // as for mobilenet_v2, the top was fine-tuned to nsfwjs' classes: mixed7 (768 channels at 17×17,
+    // pooled) transfers best — 0.75 mean accuracy vs 0.63 at mixed10 and 0.43 at dense_2, the
+    // classifier's input (scripts/measure-feature-layers.ts inception_v3; table in README.md)
+    defaultFeatureLayer: 'mixed7',
   }),
 });
 

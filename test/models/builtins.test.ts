@@ -6,6 +6,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isGraftError } from '../../src/errors.js';
 import { loadModel } from '../../src/graph/serialize.js';
+import { inferShapes } from '../../src/graph/shapes.js';
+import { cutPoints } from '../../src/graph/surgery.js';
 import { BUILTIN_MODELS, DEFAULT_BUILTIN, builtinCachePath, ensureBuiltin, getBuiltin, isBuiltin, listBuiltins, type BuiltinProgress } from '../../src/models/builtins.js';
 import { META_OUTPUT_KIND, readLabels, readPreprocess } from '../../src/models/metadata.js';
 import { evaluateUmdBundle, loadNsfwjsModel, nsfwjsPackage, type NsfwjsModel } from '../../src/models/nsfwjs.js';
@@ -186,6 +188,13 @@ describe('builtins: ONNX in onnxruntime = nsfwjs in TensorFlow.js', () => {
     const delta = maxAbsDiff(onnx.data, ref);
     console.log(`inception_v3: conversion ${seconds.toFixed(2)} s, max |Δp| = ${delta.toExponential(2)}, p = ${Array.from(onnx.data, (v) => v.toFixed(4)).join(' ')}`);
     expect(delta).toBeLessThanOrEqual(1e-3);
-    expect(readPreprocess(loadModel(path))?.inputSize).toEqual([299, 299]);
+    const model = loadModel(path);
+    expect(readPreprocess(model)?.inputSize).toEqual([299, 299]);
+    // the default feature layer (chosen by measurement, table in README.md): the 17×17 Inception-C
+    // output, a point every path passes through, so the backbone cuts cleanly there
+    const layer = BUILTIN_MODELS.inception_v3.defaultFeatureLayer!;
+    expect(layer).toBe('mixed7');
+    expect(cutPoints(model)).toContain(layer);
+    expect(inferShapes(model).get(layer)?.shape?.slice(1)).toEqual([768, 17, 17]);
   });
 });
