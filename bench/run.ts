@@ -1,7 +1,7 @@
 /**
  * graft vs PyTorch, same machine, same session, interleaved:
  *
- *   npx tsx bench/run.ts infer|features|head|finetune|all [--rounds 3] [--threads 1,2] [--quick]
+ *   npx tsx bench/run.ts infer|features|head|finetune|all [--rounds 3] [--threads 1,2] [--quick] [--only TEXT]
  *
  * Every measurement runs in its own process (peak RSS is that configuration's); each round runs every
  * job's graft and PyTorch sides back to back, alternating which goes first. Raw JSON lines and the
@@ -18,7 +18,7 @@ import { OUT_DIR, ROOT } from './lib/models.js';
 import { SUITES } from './lib/suites.js';
 
 function usage(code: number): never {
-  console.error(`usage: npx tsx bench/run.ts ${Object.keys(SUITES).join('|')}|all [...] [--rounds N] [--threads 1,2] [--quick]`);
+  console.error(`usage: npx tsx bench/run.ts ${Object.keys(SUITES).join('|')}|all [...] [--rounds N] [--threads 1,2] [--quick] [--only TEXT]`);
   process.exit(code);
 }
 
@@ -27,11 +27,14 @@ const names: string[] = [];
 let rounds: number | undefined;
 let threads = [1, 2];
 let quick = false;
+// --only: just the jobs whose key contains TEXT (e.g. `--only mobilenet_v2` reruns those rows)
+let only: string | undefined;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--rounds') rounds = Number(argv[++i]);
   else if (a === '--threads') threads = argv[++i].split(',').map(Number);
   else if (a === '--quick') quick = true;
+  else if (a === '--only') only = argv[++i];
   else if (a === '--help' || a === '-h') usage(0);
   else if (a === 'all') names.push(...Object.keys(SUITES));
   else if (SUITES[a]) names.push(a);
@@ -55,7 +58,7 @@ for (const name of names) {
   const suite = SUITES[name];
   const jsonl = join(resultsDir, `${name}-${stamp}.jsonl`);
   console.error(`# ${name}: ${rounds} round(s), threads ${threads.join(',')}${quick ? ', quick' : ''}; load ${loadavg().map((x) => x.toFixed(1)).join(' ')}; raw results → ${jsonl}`);
-  const jobs = await suite.jobs({ threads, quick });
+  const jobs = (await suite.jobs({ threads, quick })).filter((j) => !only || j.key.includes(only));
   const records = await runJobs(jobs, { rounds, jsonl });
   const md = [`## ${suite.title}`, '', environment(records), `- ${rounds} round(s), medians over rounds${quick ? ' (quick mode: fewer iterations)' : ''}`, '', suite.report(jobs, records), ''].join('\n');
   writeFileSync(join(resultsDir, `${name}-${stamp}.md`), md);

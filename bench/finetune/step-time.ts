@@ -35,6 +35,7 @@ export const VARIANTS: Record<string, Variant> = {
   dwTapGemm: { grad: { convDw: 'tapGemm' } },
   dwIm2col: { grad: { convDw: 'im2col' } },
   dwTapReduce: { grad: { convDw: 'tapReduce' } },
+  dwTapMatMul: { grad: { convDw: 'tapMatMul' } },
 };
 
 const a = args({ model: 'resnet18', set: 'full', variants: 'base', threads: '1', batch: '16', rounds: '8', warmup: '1', out: '' });
