@@ -14,7 +14,7 @@ import { buildTrainStep, type TrainStep, type TrainStepOptions } from '../../src
 import { compose } from '../../src/graph/compose.js';
 import type { Model } from '../../src/graph/graph.js';
 import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
-import { cutAt, findClassifier } from '../../src/graph/surgery.js';
+import { cutAt, findClassifier, tailFrom } from '../../src/graph/surgery.js';
 import { ensureBuiltin } from '../../src/models/builtins.js';
 import { buildHead } from '../../src/train/head.js';
 import { stagesOf, unfrozenStages } from '../../src/train/stages.js';
@@ -22,7 +22,8 @@ import { stagesOf, unfrozenStages } from '../../src/train/stages.js';
 export const BENCH_OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'out');
 
 export type BenchModelName = 'resnet18' | 'mobilenet_v2' | 'nsfw_mobilenet_v2';
-export type TrainableSet = 'full' | 'last' | 'head';
+/** tail: the last stage + head trained on the frozen prefix's cached output (graft without augmentation). */
+export type TrainableSet = 'full' | 'last' | 'tail' | 'head';
 
 export interface BenchModel {
   name: BenchModelName;
@@ -52,8 +53,13 @@ export function trainableOf(m: BenchModel, set: TrainableSet): string[] {
   return [...stages.flatMap((s) => s.params), ...m.headParams];
 }
 
+/** The graph a set trains: the whole model, or for 'tail' the part after the frozen prefix. */
+export function trainedModel(m: BenchModel, set: TrainableSet): Model {
+  return set === 'tail' ? tailFrom(m.model, unfrozenStages(stagesOf(m.backbone), 1)[0].input) : m.model;
+}
+
 export function compileStep(m: BenchModel, set: TrainableSet, grad?: GradOptions, extra: Partial<TrainStepOptions> = {}): { step: TrainStep; bytes: Uint8Array } {
-  const step = buildTrainStep(m.model, { trainable: trainableOf(m, set), grad, ...extra });
+  const step = buildTrainStep(trainedModel(m, set), { trainable: trainableOf(m, set), grad, ...extra });
   return { step, bytes: modelToBytes(step.model) };
 }
 
@@ -97,8 +103,11 @@ export function randomFloats(n: number, seed = 1, lo = -1, hi = 1): Float32Array
 
 /** Feeds for one training step: a random batch, labels, and the model's current trainable weights. */
 export function stepFeeds(m: BenchModel, step: TrainStep, N: number): Record<string, ort.Tensor> {
+  // the image batch, or for a tail the prefix output's shape
+  const declared = step.model.graph.inputs.find((i) => i.name === step.dataInput)?.shape?.slice(1);
+  const dims = declared?.every((d): d is number => typeof d === 'number') ? declared : m.inputDims;
   const feeds: Record<string, ort.Tensor> = {
-    [step.dataInput]: new ort.Tensor('float32', randomFloats(N * m.inputDims.reduce((a, b) => a * b, 1), 7, -2, 2), [N, ...m.inputDims]),
+    [step.dataInput]: new ort.Tensor('float32', randomFloats(N * dims.reduce((a, b) => a * b, 1), 7, -2, 2), [N, ...dims]),
     [step.labels]: new ort.Tensor('int64', BigInt64Array.from({ length: N }, (_, i) => BigInt(i % step.numClasses)), [N]),
   };
   for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', Float32Array.from(m.model.graph.initializers.get(p.name)!.data as Float32Array), p.dims);
