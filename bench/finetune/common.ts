@@ -5,7 +5,7 @@
  * and interleaved CPU-time measurement (the machine is shared: compare per-CPU-second medians of
  * variants timed A B A B … in one process, never single wall-clock numbers).
  */
-import { readFileSync } from 'node:fs';
+import { loadavg as osLoadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -14,10 +14,15 @@ import { buildTrainStep, type TrainStep, type TrainStepOptions } from '../../src
 import { compose } from '../../src/graph/compose.js';
 import type { Model } from '../../src/graph/graph.js';
 import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
-import { cutAt, findClassifier, tailFrom } from '../../src/graph/surgery.js';
+import { tailFrom } from '../../src/graph/surgery.js';
 import { ensureBuiltin } from '../../src/models/builtins.js';
 import { buildHead } from '../../src/train/head.js';
 import { stagesOf, unfrozenStages } from '../../src/train/stages.js';
+import { median, procStat } from '../lib/measure.js';
+import { cutBackbone } from '../lib/models.js';
+
+export { median, procStat };
+export const loadavg = () => osLoadavg();
 
 export const BENCH_OUT = join(dirname(fileURLToPath(import.meta.url)), '..', 'out');
 
@@ -37,11 +42,8 @@ export interface BenchModel {
 
 export async function benchModel(name: BenchModelName, classes = 10): Promise<BenchModel> {
   const source = name === 'nsfw_mobilenet_v2' ? loadModel((await ensureBuiltin('mobilenet_v2')).path) : loadModel(join(BENCH_OUT, `${name}.onnx`));
-  const c = findClassifier(source);
-  const backbone = cutAt(source, c.spatialValue ?? c.featureValue, { pool: 'avg' });
-  const input = backbone.graph.inputs[0];
-  const dims = input.shape!.slice(1).map((d, i) => (typeof d === 'number' ? d : i === 0 ? 3 : 224)) as number[];
-  input.shape = ['N', ...dims];
+  const backbone = cutBackbone(source);
+  const dims = backbone.graph.inputs[0].shape!.slice(1).map((d, i) => (typeof d === 'number' ? d : i === 0 ? 3 : 224)) as number[];
   const featDim = backbone.graph.outputs[0].shape?.[1];
   const head = buildHead({ inputDim: featDim as number, numClasses: classes, dropout: 0, seed: 0 });
   return { name, model: compose(backbone, head.model), backbone, headParams: head.params, inputDims: dims };
@@ -112,20 +114,6 @@ export function stepFeeds(m: BenchModel, step: TrainStep, N: number): Record<str
   };
   for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', Float32Array.from(m.model.graph.initializers.get(p.name)!.data as Float32Array), p.dims);
   return feeds;
-}
-
-export const median = (a: readonly number[]) => {
-  const s = [...a].sort((x, y) => x - y);
-  const k = s.length >> 1;
-  return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
-};
-
-export const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
-
-/** Machine-wide busy cores over an interval, from /proc/stat (to tell how contended a measurement was). */
-export function procStat(): [number, number] {
-  const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return [v.reduce((a, b) => a + b, 0), v[3] + v[4]];
 }
 
 export interface Sample {

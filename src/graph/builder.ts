@@ -104,6 +104,11 @@ export class GraphBuilder {
     return this.cached(`f32v:${values.join(',')}`, () => float32([values.length], values));
   }
 
+  /** A constant made once per `key` and shared across uses (for tensors the helpers above don't cover). */
+  shared(key: string, make: () => Tensor): string {
+    return this.cached(`shared:${key}`, make);
+  }
+
   private cached(key: string, make: () => Tensor): string {
     let name = this.constants.get(key);
     if (!name) {

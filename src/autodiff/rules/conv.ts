@@ -131,19 +131,13 @@ function flippedWeight(ctx: RuleContext, g: ConvGeometry): string {
   return b.op('Reshape', [flipped, b.i64([g.C, g.O / g.group, g.kh, g.kw])]);
 }
 
-const antiIdentities = new WeakMap<GraphBuilder, Map<number, string>>();
-
 /** The k×k anti-identity (ones on the anti-diagonal), one initializer per size per graph. */
 function antiIdentity(b: GraphBuilder, k: number): string {
-  let perBuilder = antiIdentities.get(b);
-  if (!perBuilder) antiIdentities.set(b, (perBuilder = new Map()));
-  let name = perBuilder.get(k);
-  if (!name) {
+  return b.shared(`anti-identity:${k}`, () => {
     const data = new Float32Array(k * k);
     for (let i = 0; i < k; i++) data[i * k + (k - 1 - i)] = 1;
-    perBuilder.set(k, (name = b.initializer('flip', float32([k, k], data))));
-  }
-  return name;
+    return float32([k, k], data);
+  });
 }
 
 function dxFlippedConv(ctx: RuleContext, g: ConvGeometry): string {
