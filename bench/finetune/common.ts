@@ -16,6 +16,7 @@ import type { Model } from '../../src/graph/graph.js';
 import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
 import { tailFrom } from '../../src/graph/surgery.js';
 import { ensureBuiltin } from '../../src/models/builtins.js';
+import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { buildHead } from '../../src/train/head.js';
 import { stagesOf, unfrozenStages } from '../../src/train/stages.js';
 import { median, procStat } from '../lib/measure.js';
@@ -60,8 +61,9 @@ export function trainedModel(m: BenchModel, set: TrainableSet): Model {
   return set === 'tail' ? tailFrom(m.model, unfrozenStages(stagesOf(m.backbone), 1)[0].input) : m.model;
 }
 
-export function compileStep(m: BenchModel, set: TrainableSet, grad?: GradOptions, extra: Partial<TrainStepOptions> = {}): { step: TrainStep; bytes: Uint8Array } {
-  const step = buildTrainStep(trainedModel(m, set), { trainable: trainableOf(m, set), grad, ...extra });
+/** As graft train compiles it: convs with fed weights on ORT's NCHWc kernels unless `extra.nchwcBlock` is 0. */
+export async function compileStep(m: BenchModel, set: TrainableSet, grad?: GradOptions, extra: Partial<TrainStepOptions> = {}): Promise<{ step: TrainStep; bytes: Uint8Array }> {
+  const step = buildTrainStep(trainedModel(m, set), { trainable: trainableOf(m, set), grad, nchwcBlock: await nchwcBlockSize(), ...extra });
   return { step, bytes: modelToBytes(step.model) };
 }
 

@@ -3,7 +3,7 @@
  * kernel times by op type (and by forward vs backward node), median over the profiled runs.
  *
  *   npx tsx bench/finetune/step-profile.ts --model resnet18 --set full [--threads 1] [--runs 5] [--batch 16]
- *        [--dx auto|convTranspose|flippedConv] [--dw auto|…] [--top 40] [--json out.json]
+ *        [--dx auto|convTranspose|flippedConv] [--dw auto|…] [--top 40] [--json out.json] [--nchwc on|off]
  */
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,9 +18,9 @@ interface ProfileEvent {
   args?: { op_name?: string; provider?: string; output_size?: string };
 }
 
-const a = args({ model: 'resnet18', set: 'full', threads: '1', runs: '5', batch: '16', dx: 'auto', dw: 'auto', top: '40', json: '', nodes: '0' });
+const a = args({ model: 'resnet18', set: 'full', threads: '1', runs: '5', batch: '16', dx: 'auto', dw: 'auto', top: '40', json: '', nodes: '0', nchwc: 'on' });
 const m = await benchModel(a.model as BenchModelName);
-const { step, bytes } = compileStep(m, a.set as TrainableSet, { convDx: a.dx as ConvDxMethod, convDw: a.dw as ConvDwMethod });
+const { step, bytes } = await compileStep(m, a.set as TrainableSet, { convDx: a.dx as ConvDxMethod, convDw: a.dw as ConvDwMethod }, a.nchwc === 'off' ? { nchwcBlock: 0 } : {});
 const forwardNames = new Set(m.model.graph.nodes.map((n) => n.name));
 const prefix = join(tmpdir(), `graft-profile-${process.pid}`);
 const session = await createSession(bytes, { threads: Number(a.threads), profilePrefix: prefix });

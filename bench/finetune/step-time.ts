@@ -25,6 +25,7 @@ interface Variant {
 export const VARIANTS: Record<string, Variant> = {
   base: {},
   noFold: { step: { foldBatchNorm: false } },
+  plainConv: { step: { nchwcBlock: 0 } },
   spin: { session: { spin: true } },
   noMemPattern: { session: { memPattern: false } },
   noArena: { session: { cpuArena: false, memPattern: false } },
@@ -46,7 +47,7 @@ for (const name of a.variants.split(',')) {
   const v = VARIANTS[name];
   if (!v) throw new Error(`unknown variant ${name}; known: ${Object.keys(VARIANTS).join(', ')}`);
   const grad: GradOptions = { convDx: 'auto', convDw: 'auto', ...(v.grad ?? {}) };
-  const { step, bytes } = compileStep(m, a.set as TrainableSet, grad, v.step ?? {});
+  const { step, bytes } = await compileStep(m, a.set as TrainableSet, grad, v.step ?? {});
   const session = await createSession(bytes, { threads: Number(a.threads), ...(v.session ?? {}) });
   const feeds = stepFeeds(m, step, N);
   runs.push({ name, session, run: () => session.run(feeds), nodes: step.model.graph.nodes.length });

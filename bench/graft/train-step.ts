@@ -36,8 +36,11 @@ export async function measureStep(a: StepArgs): Promise<void> {
   const cached = a.config === 'last-stage-cached';
   const trained = cached ? tailFrom(m.model, m.prefixAt!) : m.model;
   const inDims = inputDims(trained, a);
-  const step = buildTrainStep(trained, { trainable: m.trainable, batchNorm: a.batchNorm });
-  const evalStep = buildEvalStep(trained, { trainable: m.trainable, extraInputs: step.bnStats.map((s) => s.input) });
+  const runtime = await Runtime.create({ threads: a.threads });
+  // as src/train/finetune.ts: convs with fed weights on ORT's blocked kernels when this machine has them
+  const nchwcBlock = await runtime.nchwcBlock();
+  const step = buildTrainStep(trained, { trainable: m.trainable, batchNorm: a.batchNorm, nchwcBlock });
+  const evalStep = buildEvalStep(trained, { trainable: m.trainable, extraInputs: step.bnStats.map((s) => s.input), nchwcBlock });
   const inits = m.model.graph.initializers;
   const weights = Object.fromEntries([...m.trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(inits.get(p)!.data as Float32Array)]));
   const trainableParams = m.trainable.reduce((n, p) => n + inits.get(p)!.dims.reduce((x, y) => x * y, 1), 0);
@@ -55,7 +58,6 @@ export async function measureStep(a: StepArgs): Promise<void> {
     seed: 0,
   };
   const compiledMs = performance.now() - t0;
-  const runtime = await Runtime.create({ threads: a.threads });
   try {
     const trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
     const sessionMs = performance.now() - t0 - compiledMs;

@@ -15,6 +15,7 @@ import { GraphBuilder } from '../graph/builder.js';
 import type { Model } from '../graph/graph.js';
 import type { Dim, Node, ValueInfo } from '../graph/ir.js';
 import { inferShapes } from '../graph/shapes.js';
+import { lowerConvsToNchwc } from '../graph/nchwc.js';
 import { float32, toNumbers } from '../onnx/tensor.js';
 import { softmaxCrossEntropy } from './loss.js';
 import type { GradOptions } from './rule.js';
@@ -42,6 +43,11 @@ export interface TrainStepOptions {
    * activation-sized passes for dX, dγ and dβ — γ and β get their gradients through weight-sized ops.
    */
   foldBatchNorm?: boolean;
+  /**
+   * ORT's NCHWc block size on this machine (runtime/nchwc-block): convs with run-time weights go to the
+   * blocked kernels (graph/nchwc). Absent or 0: plain Conv nodes.
+   */
+  nchwcBlock?: number;
   grad?: GradOptions;
 }
 
@@ -141,6 +147,7 @@ export function buildTrainStep(forward: Model, opts: TrainStepOptions): TrainSte
   g.outputs = outputs;
   g.valueInfo.clear();
   g.prune();
+  if (opts.nchwcBlock) lowerConvsToNchwc(model, { block: opts.nchwcBlock });
   return {
     model,
     dataInput: data.name,
@@ -278,7 +285,10 @@ export interface EvalStep {
  * The forward graph that goes with a training step: same weights fed as inputs (plus any initializers
  * listed in `extraInputs`, e.g. running BN statistics that training updates), dropout off, logits out.
  */
-export function buildEvalStep(forward: Model, opts: { trainable: Iterable<string>; extraInputs?: Iterable<string>; logits?: string; inputShape?: Dim[] }): EvalStep {
+export function buildEvalStep(
+  forward: Model,
+  opts: { trainable: Iterable<string>; extraInputs?: Iterable<string>; logits?: string; inputShape?: Dim[]; foldBatchNorm?: boolean; nchwcBlock?: number },
+): EvalStep {
   const model = forward.clone();
   const g = model.graph;
   if (g.inputs.length !== 1) throw new GraftError('MODEL_UNSUPPORTED', `graft trains models with one image input; this one has ${g.inputs.length} inputs.`);
@@ -295,6 +305,8 @@ export function buildEvalStep(forward: Model, opts: { trainable: Iterable<string
     n.attrs.clear();
   }
   const names = [...new Set([...opts.trainable, ...(opts.extraInputs ?? [])])];
+  // the same folding as the training step (statistics fed as extraInputs are not initializers: left as BN)
+  if (opts.foldBatchNorm ?? true) foldFrozenBatchNorm(model, new GraphBuilder(g, { opset: model.opset }), new Set(opts.trainable));
   const params = names.map((name) => {
     const t = g.initializers.get(name);
     if (!t) throw new GraftError('LAYER_NOT_FOUND', `"${name}" is not a weight of the model.`, { subject: name });
@@ -305,5 +317,6 @@ export function buildEvalStep(forward: Model, opts: { trainable: Iterable<string
   g.outputs = [{ name: logits, dtype: 'float32', shape: ['N', null] }];
   g.valueInfo.clear();
   g.prune();
+  if (opts.nchwcBlock) lowerConvsToNchwc(model, { block: opts.nchwcBlock });
   return { model, dataInput: data.name, logits, params };
 }

@@ -40,6 +40,7 @@ export type Request =
   | { op: 'loadTask'; url: string; init: unknown }
   | { op: 'call'; task: number; method: string; args: unknown }
   | { op: 'disposeTask'; task: number }
+  | { op: 'nchwcBlock' }
   | { op: 'close' };
 
 export type RequestEnvelope = Request & { id: number };

@@ -113,6 +113,7 @@ export class Runtime {
   private readonly hosts: WorkerHost[];
   private readonly cache = new Map<string, Promise<SessionState>>();
   private closed: Promise<void> | undefined;
+  private block: Promise<number> | undefined;
 
   private constructor(opts: RuntimeOptions) {
     this.threads = positiveInt('threads', opts.threads, availableParallelism());
@@ -224,6 +225,18 @@ export class Runtime {
       host.residents--;
       throw e;
     }
+  }
+
+  /**
+   * The NCHWc block size of this machine's ONNX Runtime (16 with AVX-512, 8 with AVX2, 0 without blocked
+   * kernels), checked once by running a conv lowered with graph/nchwc against a plain one; training
+   * graphs pass it to buildTrainStep's `nchwcBlock`.
+   */
+  nchwcBlock(): Promise<number> {
+    this.assertOpen();
+    this.block ??= this.pickHost().then((host) => host.request<number>({ op: 'nchwcBlock' }, { what: 'checking ORT\'s blocked conv kernels' }));
+    this.block.catch(() => (this.block = undefined));
+    return this.block;
   }
 
   /**

@@ -6,6 +6,7 @@ import { parentPort, workerData, type TransferListItem } from 'node:worker_threa
 import type { InferenceSession } from 'onnxruntime-node';
 import { GraftError } from '../errors.js';
 import type { Tensor } from '../onnx/tensor.js';
+import { nchwcBlockSize } from './nchwc-probe.js';
 import { createSession, fromOrt, initOrt, toOrt, toWireError, valueMetas } from './ort.js';
 import type { LoadReply, Request, RequestEnvelope, WorkerConfig, WorkerMessage } from './protocol.js';
 import { unwrapTransfer, type TaskContext, type TaskFactory, type TaskMethods } from './task.js';
@@ -163,6 +164,8 @@ async function handle(req: RequestEnvelope): Promise<void> {
       case 'disposeTask':
         await disposeTask(req.task);
         return reply({ kind: 'reply', id: req.id, ok: true, value: undefined });
+      case 'nchwcBlock':
+        return reply({ kind: 'reply', id: req.id, ok: true, value: await nchwcBlockSize() });
       case 'close':
         await close();
         reply({ kind: 'reply', id: req.id, ok: true, value: undefined });

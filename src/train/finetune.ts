@@ -207,8 +207,9 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     const prefix = prefixAt ? await prefixActivations(backbone, prefixAt, trainItems, valItems, { runtime, modelId: resolved.id, preprocess, cache: o.noCache ? false : o.cacheDir, signal: o.signal }) : undefined;
     for (const f of prefix?.failures ?? []) skipped.set(f.path, f);
     const trained = prefix ? tailFrom(full, prefixAt!) : full;
-    const step = buildTrainStep(trained, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm });
-    const evalStep = buildEvalStep(trained, { trainable, extraInputs: step.bnStats.map((s) => s.input) });
+    const nchwcBlock = await runtime.nchwcBlock();
+    const step = buildTrainStep(trained, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm, nchwcBlock });
+    const evalStep = buildEvalStep(trained, { trainable, extraInputs: step.bnStats.map((s) => s.input), nchwcBlock });
     const dims = new Map(trainable.map((p) => [p, full.graph.initializers.get(p)!.dims]));
     const initial = Object.fromEntries([...trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(full.graph.initializers.get(p)!.data as Float32Array)]));
     const source = prefix

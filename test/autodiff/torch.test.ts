@@ -4,10 +4,13 @@
  * parameter (≤ 1e-3 relative), batch-statistics BatchNorm with its running-statistics update, and
  * SGD / AdamW steps that must land where torch.optim lands.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTrainStep, type TrainStep } from '../../src/autodiff/train-step.js';
+import { NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
+import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { Optimizer, type OptimizerConfig } from '../../src/train/optim.js';
 import { compareGradSummary, compareSummary, loadTorchFixture, type GradCase, type OptimizerCase, type TorchFixture } from '../fixtures/torch-fixture.js';
 
@@ -40,9 +43,10 @@ function expectCloseRel(actual: number, expected: number, tol: number, what: str
   expect(Math.abs(actual - expected) / Math.max(Math.abs(expected), 1e-6), what).toBeLessThan(tol);
 }
 
-async function checkGradients(f: TorchFixture, ref: GradCase, opts: { labelSmoothing?: number; batchNorm?: 'frozen' | 'train' } = {}) {
+async function checkGradients(f: TorchFixture, ref: GradCase, opts: { labelSmoothing?: number; batchNorm?: 'frozen' | 'train'; nchwcBlock?: number } = {}) {
   const trainable = trainableOf(f);
-  const step = buildTrainStep(f.model, { trainable, labelSmoothing: opts.labelSmoothing, batchNorm: opts.batchNorm });
+  const step = buildTrainStep(f.model, { trainable, labelSmoothing: opts.labelSmoothing, batchNorm: opts.batchNorm, nchwcBlock: opts.nchwcBlock });
+  if (opts.nchwcBlock) expect(step.model.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv').length, 'convs on the blocked kernels').toBeGreaterThan(0);
   const stats = new Map(step.bnStats.map((s) => [s.input, Float32Array.from(f.model.graph.initializers.get(s.input)!.data as Float32Array)]));
   const out = await runStep(f, step, weightsOf(f, trainable), stats);
   expectCloseRel(out[step.loss].data[0] as number, ref.loss, 1e-5, 'loss');
@@ -60,6 +64,23 @@ describe('gradients match PyTorch autograd (frozen BatchNorm statistics)', () =>
     it(name, async () => {
       const f = loadTorchFixture(name);
       await checkGradients(f, f.reference.eval);
+    }, 300_000);
+  }
+});
+
+describe('the same, with convs on ORT\'s blocked NCHWc kernels (as graft train compiles them)', () => {
+  it('this machine has the blocked kernels (x86-64 with AVX2 or AVX-512)', async () => {
+    const flags = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+    const expected = process.arch !== 'x64' ? undefined : /\bavx512f\b/.test(flags) ? 16 : /\bavx2\b/.test(flags) ? 8 : undefined;
+    if (expected === undefined) return; // other CPUs: whatever the probe finds (0 = plain convs) is right
+    expect(await nchwcBlockSize()).toBe(expected);
+  });
+  for (const name of ['resnet18', 'mobilenet_v2', 'mobilenet_v3_small', 'efficientnet_b0', 'inception_v3', 'vgg11'] as const) {
+    it(name, async (ctx) => {
+      const block = await nchwcBlockSize();
+      if (!block) ctx.skip();
+      const f = loadTorchFixture(name);
+      await checkGradients(f, f.reference.eval, { nchwcBlock: block });
     }, 300_000);
   }
 });

@@ -6,6 +6,7 @@ import { GraftError } from '../../src/errors.js';
 import { modelFromBytes, saveModel } from '../../src/graph/serialize.js';
 import { float32, int64, tensor } from '../../src/onnx/tensor.js';
 import { Runtime } from '../../src/runtime/index.js';
+import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { convModel, convRef, gemmModel, gemmRef, int64Model, randoms } from './models.js';
 
 async function failure(p: Promise<unknown>): Promise<GraftError> {
@@ -177,6 +178,13 @@ describe('Runtime sessions', () => {
     ac.abort();
     expect((await failure(s.run({ x: float32([1, inF]) }, { signal: ac.signal }))).code).toBe('ABORTED');
     await s.release();
+  });
+
+  it("reports the worker's NCHWc block size, the one the in-process probe finds", async () => {
+    const block = await rt.nchwcBlock();
+    expect([0, 8, 16]).toContain(block);
+    expect(block).toBe(await nchwcBlockSize());
+    expect(await rt.nchwcBlock()).toBe(block);
   });
 });
 

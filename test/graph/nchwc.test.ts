@@ -1,0 +1,151 @@
+/**
+ * graph/nchwc: which convs move to ORT's blocked kernels and how the layout conversions are placed. The
+ * numbers (every architecture's gradients against PyTorch through the lowered graph) are checked in
+ * test/autodiff/torch.test.ts; this runs the small cases through ORT against the plain graph.
+ */
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { GraphBuilder } from '../../src/graph/builder.js';
+import { Graph, Model } from '../../src/graph/graph.js';
+import type { Node } from '../../src/graph/ir.js';
+import { lowerConvsToNchwc, NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
+import { modelToBytes } from '../../src/graph/serialize.js';
+import { float32 } from '../../src/onnx/tensor.js';
+import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
+
+const B = 16;
+
+interface ConvSpec {
+  x: string;
+  w: [number, number, number, number];
+  /** the weight is an initializer (ORT's own transformer handles those) instead of a graph input. */
+  constant?: boolean;
+  group?: number;
+  stride?: number;
+}
+
+/** A graph whose convs read weights fed as inputs w0, w1, … (as in a training step). */
+function convGraph(input: number[], build: (conv: (s: ConvSpec) => string, b: GraphBuilder) => string[]): Model {
+  const g = new Graph({ inputs: [{ name: 'x', dtype: 'float32', shape: input }] });
+  const b = new GraphBuilder(g);
+  b.reserve('x');
+  let k = 0;
+  const conv = (s: ConvSpec) => {
+    const w = `w${k++}`;
+    b.reserve(w);
+    const data = Float32Array.from({ length: s.w.reduce((p, q) => p * q, 1) }, (_, i) => Math.sin(i * 0.7 + k) * 0.2);
+    if (s.constant) g.initializers.set(w, float32(s.w, data));
+    else g.inputs.push({ name: w, dtype: 'float32', shape: s.w });
+    const p = s.w[2] >> 1;
+    return b.op('Conv', [s.x, w], { kernel_shape: [s.w[2], s.w[3]], pads: [p, p, p, p], strides: [s.stride ?? 1, s.stride ?? 1], group: s.group ?? 1 });
+  };
+  const outs = build(conv, b);
+  g.outputs = outs.map((name) => ({ name, dtype: 'float32' }));
+  return new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] });
+}
+
+const ops = (m: Model) => m.graph.nodes.map((n) => (n.domain === NCHWC_DOMAIN ? `nchwc.${n.opType}` : n.opType));
+const blockedConvs = (m: Model): Node[] => m.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv');
+
+async function runAll(m: Model, feeds: Record<string, ort.Tensor>): Promise<Float32Array[]> {
+  const s = await ort.InferenceSession.create(modelToBytes(m), { intraOpNumThreads: 1 });
+  try {
+    const out = await s.run(feeds);
+    return m.graph.outputs.map((o) => out[o.name].data as Float32Array);
+  } finally {
+    await s.release();
+  }
+}
+
+function feedsFor(m: Model): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [k, v] of m.graph.inputs.entries()) {
+    const dims = v.shape as number[];
+    const n = dims.reduce((p, q) => p * q, 1);
+    feeds[v.name] = new ort.Tensor('float32', Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.31 + k) * (k ? 0.2 : 1)), dims);
+  }
+  return feeds;
+}
+
+describe('lowerConvsToNchwc', () => {
+  it('keeps a conv → relu → conv chain blocked: one ReorderInput, the Relu fused, the second conv reading the blocked tensor', () => {
+    const m = convGraph([2, 32, 8, 8], (conv, b) => {
+      const h = b.op('Relu', [conv({ x: 'x', w: [32, 32, 3, 3] })]);
+      return [conv({ x: h, w: [64, 32, 3, 3], stride: 2 })];
+    });
+    const r = lowerConvsToNchwc(m, { block: B });
+    expect(r).toEqual({ lowered: 2, reorders: 2 });
+    // nothing reads the first conv's output in NCHW, so its ReorderOutput is pruned
+    expect(ops(m).filter((o) => !['Reshape', 'Transpose'].includes(o))).toEqual([
+      'nchwc.ReorderInput',
+      'nchwc.Conv',
+      'nchwc.Conv',
+      'nchwc.ReorderOutput',
+    ]);
+    const [first, second] = blockedConvs(m);
+    expect(first.string('activation')).toBe('Relu');
+    expect(second.string('activation')).toBeUndefined();
+    expect(second.inputs[0]).toBe(first.outputs[0]);
+    expect(second.ints('strides')).toEqual([2, 2]);
+    expect(m.opsetImports).toContainEqual({ domain: NCHWC_DOMAIN, version: 1 });
+  });
+
+  it('leaves alone convs with constant weights, channel counts off the block, and grouped (not depthwise) convs', () => {
+    const m = convGraph([1, 32, 8, 8], (conv) => [
+      conv({ x: 'x', w: [32, 32, 3, 3], constant: true }),
+      conv({ x: 'x', w: [24, 32, 3, 3] }),
+      conv({ x: 'x', w: [32, 16, 3, 3], group: 2 }),
+    ]);
+    const before = ops(m);
+    expect(lowerConvsToNchwc(m, { block: B })).toEqual({ lowered: 0, reorders: 0 });
+    expect(ops(m)).toEqual(before);
+  });
+
+  it('reads a 3-channel image in NCHW directly, and takes depthwise convs', () => {
+    const m = convGraph([1, 3, 16, 16], (conv) => {
+      const stem = conv({ x: 'x', w: [32, 3, 7, 7], stride: 2 });
+      return [conv({ x: stem, w: [32, 1, 3, 3], group: 32 })];
+    });
+    expect(lowerConvsToNchwc(m, { block: B }).lowered).toBe(2);
+    const [stem, dw] = blockedConvs(m);
+    expect(stem.inputs[0]).toBe('x');
+    expect(dw.inputs[0]).toBe(stem.outputs[0]);
+    expect(dw.int('group')).toBe(32);
+  });
+
+  it('does not fuse a Relu into a conv whose output something else also reads', () => {
+    const m = convGraph([1, 32, 4, 4], (conv, b) => {
+      const y = conv({ x: 'x', w: [32, 32, 3, 3] });
+      return [b.op('Relu', [y]), b.op('Neg', [y])];
+    });
+    lowerConvsToNchwc(m, { block: B });
+    expect(blockedConvs(m)[0].string('activation')).toBeUndefined();
+    expect(ops(m)).toContain('Relu');
+  });
+
+  it('computes what the plain graph computes (ORT, this machine\'s block size)', async (ctx) => {
+    const block = await nchwcBlockSize();
+    if (!block) ctx.skip();
+    const build = () =>
+      convGraph([2, 3, 20, 20], (conv, b) => {
+        const stem = b.op('Relu', [conv({ x: 'x', w: [32, 3, 5, 5], stride: 2 })]);
+        const a = b.op('Relu', [conv({ x: stem, w: [32, 32, 3, 3] })]);
+        const c = conv({ x: a, w: [32, 32, 3, 3] });
+        const sum = b.op('Relu', [b.op('Add', [c, stem])]);
+        const dw = conv({ x: sum, w: [32, 1, 3, 3], group: 32, stride: 2 });
+        const pw = conv({ x: dw, w: [64, 32, 1, 1] });
+        return [pw, a];
+      });
+    const plain = build();
+    const lowered = build();
+    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(5);
+    const feeds = feedsFor(plain);
+    const want = await runAll(plain, feeds);
+    const got = await runAll(lowered, feeds);
+    for (const [k, w] of want.entries()) {
+      const scale = Math.max(...Array.from(w, Math.abs));
+      const err = Math.max(...Array.from(w, (v, i) => Math.abs(v - got[k][i])));
+      expect(err / scale, `output ${k}`).toBeLessThan(1e-5);
+    }
+  });
+});
