@@ -7,8 +7,9 @@
  * kernels take the filter in a blocked order ([O/B, I/B, kh, kw, Bi, Bo], or [O/B, I, kh, kw, Bo] when
  * the input stays NCHW); the reorder is a Reshape + Transpose on weight-sized data, emitted here in the
  * graph. Activations enter the blocked layout through ReorderInput and leave through ReorderOutput;
- * a conv whose input is another lowered conv's output takes the blocked tensor directly, and a Relu
- * that is a conv output's only consumer is fused into the conv, so chains of convs stay blocked.
+ * a conv whose input is another lowered conv's output takes the blocked tensor directly, and a residual
+ * Add and a Relu that only a conv's output feeds are fused into the conv, so chains of convs and whole
+ * residual blocks stay blocked; values something else reads in NCHW get a ReorderOutput.
  *
  * B (the block size) depends on the CPU ORT runs on (16 with AVX-512, 8 with AVX2): callers get it
  * from runtime/nchwc-block, which checks it against a plain Conv on this machine.
@@ -28,6 +29,7 @@ export interface NchwcLowering {
 }
 
 const isStatic = (s: readonly Dim[] | undefined): s is number[] => !!s && s.every((d) => typeof d === 'number');
+const sameShape = (a: readonly Dim[] | undefined, b: readonly Dim[] | undefined): boolean => !!a && !!b && a.length === b.length && a.every((d, i) => d !== null && d === b[i]);
 
 /**
  * Rewrites, in place, every eligible 2-D Conv of the default domain whose weight is not an initializer.
@@ -46,6 +48,13 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
   const replaced = new Map<Node, Node[]>();
   const dropped = new Set<Node>();
   let lowered = 0;
+
+  /** The node reading `value`, when it is the only reader, of this default-domain type, and `value` is no graph output. */
+  const soleUser = (value: string, opType: string): Node | undefined => {
+    const users = consumers.get(value) ?? [];
+    const u = users[0];
+    return !outputs.has(value) && users.length === 1 && u.opType === opType && (u.domain === '' || u.domain === 'ai.onnx') ? u : undefined;
+  };
 
   for (const n of g.nodes) {
     if (n.opType !== 'Conv' || (n.domain !== '' && n.domain !== 'ai.onnx') || dropped.has(n)) continue;
@@ -73,14 +82,23 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
     }
     const filter = depthwise || nchwInput ? reorderFilterOIHWBo(b, w, [O, I, kh, kw], B) : reorderFilterOIHWBiBo(b, w, [O, I, kh, kw], B);
 
-    // a Relu that only this conv feeds runs fused in the blocked kernel, as ORT's FusedConv does
+    // What ORT's own NCHWc rewrite fuses: a residual Add whose other operand is already blocked (the
+    // kernel's Sum input), then a Relu — each only when this conv's value feeds nothing else.
     let out = n.outputs[0];
+    let sum: string | undefined;
+    const add = soleUser(out, 'Add');
+    const other = add && (add.inputs[0] === out ? add.inputs[1] : add.inputs[0]);
+    if (add && other && other !== out && blocked.has(other) && sameShape(shapes.get(other)?.shape, shapes.get(out)?.shape)) {
+      sum = blocked.get(other);
+      dropped.add(add);
+      out = add.outputs[0];
+    }
     let activation: string | undefined;
-    const users = consumers.get(out) ?? [];
-    if (!outputs.has(out) && users.length === 1 && users[0].opType === 'Relu' && (users[0].domain === '' || users[0].domain === 'ai.onnx')) {
+    const relu = soleUser(out, 'Relu');
+    if (relu) {
       activation = 'Relu';
-      dropped.add(users[0]);
-      out = users[0].outputs[0];
+      dropped.add(relu);
+      out = relu.outputs[0];
     }
     const attrs = {
       kernel_shape: [kh, kw],
@@ -90,7 +108,7 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
       group,
       activation,
     };
-    const yc = b.op('Conv', [xc, filter, bias || undefined], attrs, { domain: NCHWC_DOMAIN, name: `${n.name}_nchwc` });
+    const yc = b.op('Conv', [xc, filter, bias || (sum ? '' : undefined), sum], attrs, { domain: NCHWC_DOMAIN, name: `${n.name}_nchwc` });
     b.op('ReorderOutput', [yc], { channels_last: 0, channels: O }, { domain: NCHWC_DOMAIN, outputs: [out] });
     blocked.set(out, yc);
     lowered++;
@@ -104,16 +122,20 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
   return { lowered, reorders };
 }
 
-/** [O, I, kh, kw] → [O/B, I/B, kh, kw, Bi, Bo] (viewed as [O, I, kh, kw], the shape the kernel reads). */
+/**
+ * [O, I, kh, kw] → [O/B, I/B, kh, kw, Bi, Bo] (viewed as [O, I, kh, kw], the shape the kernel reads), as
+ * two transposes that each move one axis over merged neighbours: ORT copies those in contiguous runs,
+ * 3× faster than the one 6-D permutation (measured on a 512×512×3×3 filter).
+ */
 function reorderFilterOIHWBiBo(b: GraphBuilder, w: string, [O, I, kh, kw]: number[], B: number): string {
-  const split = b.op('Reshape', [w, b.i64([O / B, B, I / B, B, kh, kw])]);
-  const blockedW = b.op('Transpose', [split], { perm: [0, 2, 4, 5, 3, 1] });
-  return b.op('Reshape', [blockedW, b.i64([O, I, kh, kw])]);
+  const k = kh * kw;
+  const boInside = b.op('Transpose', [b.op('Reshape', [w, b.i64([O / B, B, I / B, B * k])])], { perm: [0, 2, 3, 1] });
+  const biInside = b.op('Transpose', [b.op('Reshape', [boInside, b.i64([(O / B) * (I / B), B, k, B])])], { perm: [0, 2, 1, 3] });
+  return b.op('Reshape', [biInside, b.i64([O, I, kh, kw])]);
 }
 
 /** [O, I, kh, kw] → [O/B, I, kh, kw, Bo]: depthwise filters and convs reading an NCHW input. */
 function reorderFilterOIHWBo(b: GraphBuilder, w: string, [O, I, kh, kw]: number[], B: number): string {
-  const split = b.op('Reshape', [w, b.i64([O / B, B, I, kh, kw])]);
-  const blockedW = b.op('Transpose', [split], { perm: [0, 2, 3, 4, 1] });
-  return b.op('Reshape', [blockedW, b.i64([O, I, kh, kw])]);
+  const boInside = b.op('Transpose', [b.op('Reshape', [w, b.i64([O / B, B, I * kh * kw])])], { perm: [0, 2, 1] });
+  return b.op('Reshape', [boInside, b.i64([O, I, kh, kw])]);
 }

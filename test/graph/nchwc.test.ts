@@ -90,6 +90,20 @@ describe('lowerConvsToNchwc', () => {
     expect(m.opsetImports).toContainEqual({ domain: NCHWC_DOMAIN, version: 1 });
   });
 
+  it('fuses a residual block: the Add as the second conv\'s Sum input (the block input, already blocked), then the Relu', () => {
+    const m = convGraph([2, 32, 8, 8], (conv, b) => {
+      const h = b.op('Relu', [conv({ x: 'x', w: [32, 32, 3, 3] })]);
+      return [b.op('Relu', [b.op('Add', [conv({ x: h, w: [32, 32, 3, 3] }), 'x'])])];
+    });
+    expect(lowerConvsToNchwc(m, { block: B })).toEqual({ lowered: 2, reorders: 2 });
+    const reorderIn = m.graph.nodes.find((n) => n.opType === 'ReorderInput')!;
+    const [, second] = blockedConvs(m);
+    expect(second.inputs[3]).toBe(reorderIn.outputs[0]);
+    expect(second.string('activation')).toBe('Relu');
+    expect(ops(m)).not.toContain('Add');
+    expect(ops(m)).not.toContain('Relu');
+  });
+
   it('leaves alone convs with constant weights, channel counts off the block, and grouped (not depthwise) convs', () => {
     const m = convGraph([1, 32, 8, 8], (conv) => [
       conv({ x: 'x', w: [32, 32, 3, 3], constant: true }),
@@ -139,6 +153,7 @@ describe('lowerConvsToNchwc', () => {
     const plain = build();
     const lowered = build();
     expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(5);
+    expect(blockedConvs(lowered).filter((n) => n.inputs[3]).length, 'convs with a fused residual Add').toBe(1);
     const feeds = feedsFor(plain);
     const want = await runAll(plain, feeds);
     const got = await runAll(lowered, feeds);
