@@ -73,6 +73,8 @@ export interface SessionKnobs {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   memPattern?: boolean;
   cpuArena?: boolean;
+  /** > 1: ORT's parallel executor with this many inter-op threads (independent branches run concurrently). */
+  interOp?: number;
   profilePrefix?: string;
   extraConfig?: Record<string, string>;
 }
@@ -82,8 +84,8 @@ export function createSession(model: Uint8Array | string, k: SessionKnobs = {}):
   return ort.InferenceSession.create(model as Uint8Array, {
     executionProviders: ['cpu'],
     intraOpNumThreads: k.threads ?? 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
+    interOpNumThreads: k.interOp ?? 1,
+    executionMode: (k.interOp ?? 1) > 1 ? 'parallel' : 'sequential',
     graphOptimizationLevel: k.optimization ?? 'all',
     enableMemPattern: k.memPattern ?? true,
     enableCpuMemArena: k.cpuArena ?? true,

@@ -27,6 +27,8 @@ export const VARIANTS: Record<string, Variant> = {
   noFold: { step: { foldBatchNorm: false } },
   plainConv: { step: { nchwcBlock: 0 } },
   spin: { session: { spin: true } },
+  parallel: { session: { interOp: 2 } },
+  parallel1: { session: { interOp: 2, threads: 1 } },
   noMemPattern: { session: { memPattern: false } },
   noArena: { session: { cpuArena: false, memPattern: false } },
   extended: { session: { optimization: 'extended' } },

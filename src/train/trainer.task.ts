@@ -10,6 +10,7 @@ import { GraftError } from '../errors.js';
 import type { Tensor } from '../onnx/tensor.js';
 import { defineTask, transfer, type TaskContext } from '../runtime/task.js';
 import { fork } from '../util/random.js';
+import { ParamArena } from './kernels/param-arena.js';
 import { clipGradNorm, Optimizer, type OptimizerConfig, type OptimizerState, type ParamGroup } from './optim.js';
 import { scheduleAt, type ScheduleConfig } from './schedule.js';
 
@@ -56,10 +57,19 @@ export interface TrainerState {
 
 export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
   const spec = init.step;
+  for (const p of spec.params) if (!init.weights[p.name]) throw new GraftError('INVALID_ARGUMENT', `no initial value for weight ${p.name}`);
+  // Trainable weights, their gradients and the optimizer's state share one WebAssembly memory, where
+  // the SIMD kernels update them in place (room for weight, gradient and two moment buffers each).
+  const sizes = spec.params.map((p) => init.weights[p.name].length);
+  const arena = ParamArena.create(4 * ParamArena.floatsFor(sizes));
+  const trained = new Set(spec.params.map((p) => p.name));
   const weights = new Map<string, Float32Array>();
-  for (const [k, v] of Object.entries(init.weights)) weights.set(k, v);
-  for (const p of spec.params) if (!weights.has(p.name)) throw new GraftError('INVALID_ARGUMENT', `no initial value for weight ${p.name}`);
-  const optimizer = new Optimizer(init.optimizer, init.groups);
+  for (const [k, v] of Object.entries(init.weights)) {
+    const w = arena && trained.has(k) ? arena.alloc(v.length) : v;
+    if (w !== v) w.set(v);
+    weights.set(k, w);
+  }
+  const optimizer = new Optimizer(init.optimizer, init.groups, { arena });
   let schedule = init.schedule;
   const sessionOpts = init.threads ? { threads: init.threads } : {};
   const stepSession: InferenceSession = await ctx.createSession(init.stepModel, sessionOpts);
@@ -77,7 +87,7 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
     }
     return feeds;
   };
-  const grads = new Map(spec.params.map((p) => [p.name, new Float32Array(weights.get(p.name)!.length)]));
+  const grads = new Map(spec.params.map((p) => [p.name, arena ? arena.alloc(weights.get(p.name)!.length) : new Float32Array(weights.get(p.name)!.length)]));
   const fetches: Record<string, OrtTensor | null> = { [spec.loss]: null, [spec.logits]: null };
   for (const p of spec.params) fetches[p.grad] = ctx.toOrt({ dtype: 'float32', dims: p.dims, data: grads.get(p.name)! });
   for (const s of spec.bnStats) fetches[s.updated] = null;

@@ -11,6 +11,7 @@ import { buildTrainStep, type TrainStep } from '../../src/autodiff/train-step.js
 import { NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
+import { ParamArena } from '../../src/train/kernels/param-arena.js';
 import { Optimizer, type OptimizerConfig } from '../../src/train/optim.js';
 import { compareGradSummary, compareSummary, loadTorchFixture, type GradCase, type OptimizerCase, type TorchFixture } from '../fixtures/torch-fixture.js';
 
@@ -105,8 +106,13 @@ describe('resnet18: the other cases', () => {
     expect(worst).toBeLessThan(1e-3);
   });
 
-  for (const kind of ['sgd', 'adamw'] as const) {
-    it(`${kind}: consecutive steps land where torch.optim lands`, async () => {
+  for (const [kind, where] of [
+    ['sgd', 'js'],
+    ['adamw', 'js'],
+    ['sgd', 'arena'],
+    ['adamw', 'arena'],
+  ] as const) {
+    it(`${kind}: consecutive steps land where torch.optim lands (${where === 'js' ? 'JS loops' : 'WebAssembly kernels, as the trainer runs them'})`, async () => {
       const f = loadTorchFixture('resnet18');
       const ref = f.reference[kind] as OptimizerCase;
       const o = ref.optimizer;
@@ -116,8 +122,18 @@ describe('resnet18: the other cases', () => {
           : { name: 'adamw', betas: o.betas, eps: o.eps, weightDecay: o.weightDecay };
       const trainable = trainableOf(f);
       const step = buildTrainStep(f.model, { trainable });
-      const weights = weightsOf(f, trainable);
-      const optimizer = new Optimizer(config, [{ params: trainable }]);
+      const plain = weightsOf(f, trainable);
+      const arena = where === 'arena' ? ParamArena.create((3 + ref.steps.length) * ParamArena.floatsFor([...plain.values()].map((w) => w.length))) : undefined;
+      if (where === 'arena') expect(arena, 'this engine runs the WebAssembly kernels').toBeDefined();
+      const inArena = (a: Float32Array) => {
+        if (!arena) return a;
+        const copy = arena.alloc(a.length);
+        copy.set(a);
+        return copy;
+      };
+      // weights, moments and each step's gradients in the arena, so the kernels (not the fallback) run
+      const weights = new Map([...plain].map(([n, w]) => [n, inArena(w)]));
+      const optimizer = new Optimizer(config, [{ params: trainable }], { arena });
       const session = await ort.InferenceSession.create(modelToBytes(step.model), { intraOpNumThreads: 2 });
       const run = async () => {
         const feeds: Record<string, ort.Tensor> = {
@@ -131,7 +147,7 @@ describe('resnet18: the other cases', () => {
         const out = await run();
         expectCloseRel(out[step.loss].data[0] as number, expected.lossBefore, 1e-4, `loss before step ${k + 1}`);
         const before = new Map([...weights].map(([n, w]) => [n, w.slice()]));
-        optimizer.step(weights, new Map(step.params.map((p) => [p.name, out[p.grad].data as Float32Array])), o.lr);
+        optimizer.step(weights, new Map(step.params.map((p) => [p.name, inArena(out[p.grad].data as Float32Array)])), o.lr);
         let worst = { name: '', relErr: 0 };
         for (const [n, w] of weights) {
           const delta = w.map((v, i) => v - before.get(n)![i]);
