@@ -29,7 +29,6 @@ export const VARIANTS: Record<string, Variant> = {
   spin: { session: { spin: true } },
   parallel: { session: { interOp: 2 } },
   parallel1: { session: { interOp: 2, threads: 1 } },
-  dynBlock: { session: { extraConfig: { 'session.dynamic_block_base': '4' } } },
   memPattern: { session: { memPattern: true } },
   noArena: { session: { cpuArena: false } },
   extended: { session: { optimization: 'extended' } },

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { differentiableOps } from '../../src/autodiff/registry.js';
+import { chooseDw, type ConvGeometry } from '../../src/autodiff/rules/conv.js';
 import type { ConvDwMethod, ConvDxMethod } from '../../src/autodiff/rule.js';
 import type { GraphBuilder } from '../../src/graph/builder.js';
 import { attr } from '../../src/graph/ir.js';
@@ -148,6 +149,21 @@ describe('convolution', () => {
     { name: 'SAME_UPPER s2', x: [2, 3, 7, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2], auto_pad: 'SAME_UPPER' } },
     { name: 'rectangular kernel, stride', x: [2, 3, 8, 7], w: [4, 3, 3, 1], attrs: { strides: [2, 1], pads: [1, 0, 1, 0] } },
   ];
+  it("'auto' picks the measured weight-gradient form per layer shape", () => {
+    const geom = (C: number, O: number, k: number, s: number, H: number, group = 1): ConvGeometry => {
+      const p = k >> 1;
+      const OH = Math.floor((H + 2 * p - k) / s) + 1;
+      return { C, H, W: H, O, kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pt: p, pl: p, pb: p, pr: p, group, OH, OW: OH };
+    };
+    expect(chooseDw(geom(64, 64, 3, 1, 56), 'auto')).toBe('tapGemm');
+    expect(chooseDw(geom(256, 256, 3, 1, 14), 'auto')).toBe('tapGemm');
+    expect(chooseDw(geom(512, 512, 3, 1, 7), 'auto')).toBe('im2col'); // 7×7 maps: one Gemm over the taps
+    expect(chooseDw(geom(256, 512, 3, 2, 14), 'auto')).toBe('im2col');
+    expect(chooseDw(geom(256, 512, 1, 2, 14), 'auto')).toBe('tapGemm');
+    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('batchAsChannels');
+    expect(chooseDw(geom(32, 32, 3, 1, 56, 32), 'auto')).toBe('tapReduce');
+  });
+
   const dxMethods: ConvDxMethod[] = ['convTranspose', 'flippedConv'];
   const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul'];
   for (const c of convs) {

@@ -81,6 +81,9 @@ export function chooseDx(g: ConvGeometry, requested: ConvDxMethod): Exclude<Conv
   return flippable ? 'flippedConv' : 'convTranspose';
 }
 
+/** Output positions per image up to which dense 3×3 weight gradients use im2col rather than per-tap Gemms. */
+const IM2COL_MAX_POSITIONS = 49;
+
 export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<ConvDwMethod, 'auto'> {
   const dense = g.group === 1;
   const depthwise = isDepthwise(g) && g.O === g.C;
@@ -90,6 +93,9 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   // measured (prototype + bench/finetune/step-time.ts): per-tap Gemms win for dense 1×1 and 3×3 (ResNet-18
   // full step 2.20 s vs 2.85 s with batch-as-channels), per-tap reductions for depthwise layers since the
   // taps are unit-step slices (MobileNetV2 full step 1.18 s vs 1.34 s), batch-as-channels elsewhere
+  // — except on small maps (ResNet's 7×7 stage), where one Gemm over the concatenated taps beats nine:
+  // last-stage step on 2 threads 252 → 239 ms, 1 thread 418 → 414 ms (no change on the 14×14 and larger)
+  if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.OH * g.OW <= IM2COL_MAX_POSITIONS) return 'im2col';
   if (dense && g.kh * g.kw <= 9) return 'tapGemm';
   if (depthwise) return 'tapReduce';
   return 'batchAsChannels';
