@@ -42,12 +42,23 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
   const shapes = opts.shapes ?? inferShapes(model);
   const b = new GraphBuilder(g, { opset: model.opset });
   const outputs = new Set(g.outputs.map((o) => o.name));
-  const { consumers } = g.index();
+  const { consumers, producer } = g.index();
   /** NCHW value → its blocked twin, for values produced by lowered convs. */
   const blocked = new Map<string, string>();
   const replaced = new Map<Node, Node[]>();
   const dropped = new Set<Node>();
   let lowered = 0;
+
+  /**
+   * A weight's first reorder pass, [O, I, k] → (O/B, I/B, I·k, Bo) with Bo innermost, emitted once: an
+   * input-gradient conv's filter starts from its forward weight's.
+   */
+  const firstPasses = new Map<string, string>();
+  const firstPass = (w: string, O: number, I: number, k: number): string => {
+    let v = firstPasses.get(w);
+    if (!v) firstPasses.set(w, (v = b.op('Transpose', [b.op('Reshape', [w, b.i64([O / B, B, I / B, B * k])])], { perm: [0, 2, 3, 1] })));
+    return v;
+  };
 
   /** The node reading `value`, when it is the only reader, of this default-domain type, and `value` is no graph output. */
   const soleUser = (value: string, opType: string): Node | undefined => {
@@ -80,7 +91,13 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
         blocked.set(x, xc);
       }
     }
-    const filter = depthwise || nchwInput ? reorderFilterOIHWBo(b, w, [O, I, kh, kw], B) : reorderFilterOIHWBiBo(b, w, [O, I, kh, kw], B);
+    const flippedOf = depthwise || nchwInput ? undefined : flippedSwapSource(g, producer, w, kh * kw);
+    const filter =
+      depthwise || nchwInput
+        ? reorderFilterOIHWBo(b, w, [O, I, kh, kw], B)
+        : flippedOf
+          ? reorderFlippedFilterOIHWBiBo(b, firstPass(flippedOf, I, O, kh * kw), [O, I, kh, kw], B)
+          : reorderFilterOIHWBiBo(b, firstPass(w, O, I, kh * kw), [O, I, kh, kw], B);
 
     // What ORT's own NCHWc rewrite fuses: a residual Add whose other operand is already blocked (the
     // kernel's Sum input), then a Relu — each only when this conv's value feeds nothing else.
@@ -124,14 +141,51 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
 
 /**
  * [O, I, kh, kw] → [O/B, I/B, kh, kw, Bi, Bo] (viewed as [O, I, kh, kw], the shape the kernel reads), as
- * two transposes that each move one axis over merged neighbours: ORT copies those in contiguous runs,
- * 3× faster than the one 6-D permutation (measured on a 512×512×3×3 filter).
+ * two transposes that each move one axis over merged neighbours (the first one is `boInside`, shared via
+ * firstPass): ORT copies those in contiguous runs, 3× faster than the one 6-D permutation (measured on a
+ * 512×512×3×3 filter).
  */
-function reorderFilterOIHWBiBo(b: GraphBuilder, w: string, [O, I, kh, kw]: number[], B: number): string {
+function reorderFilterOIHWBiBo(b: GraphBuilder, boInside: string, [O, I, kh, kw]: number[], B: number): string {
   const k = kh * kw;
-  const boInside = b.op('Transpose', [b.op('Reshape', [w, b.i64([O / B, B, I / B, B * k])])], { perm: [0, 2, 3, 1] });
   const biInside = b.op('Transpose', [b.op('Reshape', [boInside, b.i64([(O / B) * (I / B), B, k, B])])], { perm: [0, 2, 1, 3] });
   return b.op('Reshape', [biInside, b.i64([O, I, kh, kw])]);
+}
+
+/**
+ * The forward weight W [I, O, kh, kw] when `w` is the input-gradient conv's filter the conv rule emits,
+ * flip(Wᵀ) = Reshape(MatMul(Reshape(Transpose(W, [1,0,2,3]), [-1, k]), anti-identity), [O, I, kh, kw]);
+ * undefined for anything else.
+ */
+function flippedSwapSource(g: Model['graph'], producer: ReadonlyMap<string, Node>, w: string, k: number): string | undefined {
+  const from = (v: string | undefined, op: string): Node | undefined => {
+    const n = v === undefined ? undefined : producer.get(v);
+    return n && n.opType === op && (n.domain === '' || n.domain === 'ai.onnx') ? n : undefined;
+  };
+  const mm = from(from(w, 'Reshape')?.inputs[0], 'MatMul');
+  const swap = from(from(mm?.inputs[0], 'Reshape')?.inputs[0], 'Transpose');
+  if (!mm || !swap || swap.ints('perm')?.join() !== '1,0,2,3') return undefined;
+  const j = g.initializers.get(mm.inputs[1]);
+  if (!j || j.dtype !== 'float32' || j.dims.join() !== `${k},${k}`) return undefined;
+  const data = j.data as Float32Array;
+  for (let r = 0; r < k; r++) for (let c = 0; c < k; c++) if (data[r * k + c] !== (c === k - 1 - r ? 1 : 0)) return undefined;
+  return swap.inputs[0];
+}
+
+/**
+ * The input-gradient conv's blocked filter straight from the forward weight W [I, O, kh, kw] (the conv
+ * computes with flip(Wᵀ)): `first` is the forward filter's first pass (the same node), then two one-axis
+ * moves and a Gather that reverses the taps in 256-float runs, instead of a 9-float-run transpose, the
+ * flip MatMul and a reorder of its own.
+ * W as (I/B, Bi, O/B, Bo, k) → (I/B, O/B, Bo, k, Bi) → (I/B, O/B, k, Bi, Bo) → (O/B, I/B, k, Bi, Bo), k reversed
+ * (Bi, Bo: the lanes of this conv's input and output channels, i.e. W's output and input channels).
+ */
+function reorderFlippedFilterOIHWBiBo(b: GraphBuilder, first: string, [O, I, kh, kw]: number[], B: number): string {
+  const k = kh * kw;
+  const boInside = b.op('Transpose', [b.op('Reshape', [first, b.i64([(I / B) * (O / B), B, k * B])])], { perm: [0, 2, 1] });
+  const outer = b.op('Transpose', [b.op('Reshape', [boInside, b.i64([I / B, O / B, k * B * B])])], { perm: [1, 0, 2] });
+  const taps = b.op('Reshape', [outer, b.i64([O / B, I / B, k, B * B])]);
+  const flipped = b.op('Gather', [taps, b.i64(Array.from({ length: k }, (_, i) => k - 1 - i))], { axis: 2 });
+  return b.op('Reshape', [flipped, b.i64([O, I, kh, kw])]);
 }
 
 /** [O, I, kh, kw] → [O/B, I, kh, kw, Bo]: depthwise filters and convs reading an NCHW input. */

@@ -127,6 +127,50 @@ describe('lowerConvsToNchwc', () => {
     expect(dw.int('group')).toBe(32);
   });
 
+  it("builds an input-gradient conv's filter, flip(Wᵀ) as the conv rule emits it, from the forward weight's first reorder pass", async (ctx) => {
+    const build = () => {
+      const g = new Graph({
+        inputs: [
+          { name: 'x', dtype: 'float32', shape: [2, 32, 6, 6] },
+          { name: 'dy', dtype: 'float32', shape: [2, 48, 6, 6] },
+          { name: 'w', dtype: 'float32', shape: [48, 32, 3, 3] },
+        ],
+      });
+      const b = new GraphBuilder(g);
+      b.reserve('x', 'dy', 'w');
+      const anti = b.initializer('anti', float32([9, 9], Array.from({ length: 81 }, (_, i) => (i % 9 === 8 - Math.floor(i / 9) ? 1 : 0))));
+      const y = b.op('Conv', ['x', 'w'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+      const swapped = b.op('Reshape', [b.op('Transpose', ['w'], { perm: [1, 0, 2, 3] }), b.i64([-1, 9])]);
+      const flipped = b.op('Reshape', [b.op('MatMul', [swapped, anti]), b.i64([32, 48, 3, 3])]);
+      const dx = b.op('Conv', ['dy', flipped], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+      g.outputs = [
+        { name: y, dtype: 'float32' },
+        { name: dx, dtype: 'float32' },
+      ];
+      return new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] });
+    };
+    const lowered = build();
+    expect(lowerConvsToNchwc(lowered, { block: B }).lowered).toBe(2);
+    const ops = lowered.graph.nodes.map((n) => n.opType);
+    expect(ops).not.toContain('MatMul'); // the flip is a Gather over the blocked taps now
+    expect(ops.filter((o) => o === 'Gather')).toHaveLength(1);
+    // the weight is read by one Reshape (the shared first pass), not by a separate [1,0,2,3] transpose
+    expect(lowered.graph.nodes.filter((n) => n.inputs.includes('w')).map((n) => n.opType)).toEqual(['Reshape']);
+
+    const block = await nchwcBlockSize();
+    if (!block) ctx.skip();
+    const plain = build();
+    const onMachine = build();
+    lowerConvsToNchwc(onMachine, { block });
+    const feeds = feedsFor(plain);
+    const want = await runAll(plain, feeds);
+    const got = await runAll(onMachine, feeds);
+    for (const [k, w] of want.entries()) {
+      const scale = Math.max(...Array.from(w, Math.abs));
+      expect(Math.max(...Array.from(w, (v, i) => Math.abs(v - got[k][i]))) / scale, `output ${k}`).toBeLessThan(1e-5);
+    }
+  });
+
   it('does not fuse a Relu into a conv whose output something else also reads', () => {
     const m = convGraph([1, 32, 4, 4], (conv, b) => {
       const y = conv({ x: 'x', w: [32, 32, 3, 3] });
