@@ -22,6 +22,9 @@ interface ConvSpec {
   constant?: boolean;
   group?: number;
   stride?: number;
+  /** [top, left, bottom, right]; default: half the kernel on every side */
+  pads?: number[];
+  dilation?: number;
 }
 
 /** A graph whose convs read weights fed as inputs w0, w1, … (as in a training step). */
@@ -37,7 +40,14 @@ function convGraph(input: number[], build: (conv: (s: ConvSpec) => string, b: Gr
     if (s.constant) g.initializers.set(w, float32(s.w, data));
     else g.inputs.push({ name: w, dtype: 'float32', shape: s.w });
     const p = s.w[2] >> 1;
-    return b.op('Conv', [s.x, w], { kernel_shape: [s.w[2], s.w[3]], pads: [p, p, p, p], strides: [s.stride ?? 1, s.stride ?? 1], group: s.group ?? 1 });
+    const d = s.dilation ?? 1;
+    return b.op('Conv', [s.x, w], {
+      kernel_shape: [s.w[2], s.w[3]],
+      pads: s.pads ?? [p, p, p, p],
+      strides: [s.stride ?? 1, s.stride ?? 1],
+      dilations: [d, d],
+      group: s.group ?? 1,
+    });
   };
   const outs = build(conv, b);
   g.outputs = outs.map((name) => ({ name, dtype: 'float32' }));
@@ -192,11 +202,14 @@ describe('lowerConvsToNchwc', () => {
         const sum = b.op('Relu', [b.op('Add', [c, stem])]);
         const dw = conv({ x: sum, w: [32, 1, 3, 3], group: 32, stride: 2 });
         const pw = conv({ x: dw, w: [64, 32, 1, 1] });
-        return [pw, a];
+        const dilated = conv({ x: a, w: [32, 32, 3, 3], dilation: 2, pads: [2, 2, 2, 2] });
+        const rectangular = conv({ x: a, w: [32, 32, 1, 7], pads: [0, 3, 0, 3] });
+        const asymmetric = conv({ x: a, w: [32, 32, 3, 3], stride: 2, pads: [0, 0, 1, 1] }); // Keras "same"
+        return [pw, a, dilated, rectangular, asymmetric];
       });
     const plain = build();
     const lowered = build();
-    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(5);
+    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(8);
     expect(blockedConvs(lowered).filter((n) => n.inputs[3]).length, 'convs with a fused residual Add').toBe(1);
     const feeds = feedsFor(plain);
     const want = await runAll(plain, feeds);
