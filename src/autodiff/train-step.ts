@@ -44,7 +44,7 @@ export interface TrainStepOptions {
    */
   foldBatchNorm?: boolean;
   /**
-   * ORT's NCHWc block size on this machine (runtime/nchwc-block): convs with run-time weights go to the
+   * ORT's NCHWc block size on this machine (Runtime.nchwcBlock()): convs with run-time weights go to the
    * blocked kernels (graph/nchwc). Absent or 0: plain Conv nodes.
    */
   nchwcBlock?: number;
