@@ -29,6 +29,18 @@ export interface StepArgs extends LoopOptions {
 }
 
 export async function measureStep(a: StepArgs): Promise<void> {
+  // the worker threads and the NCHWc probe first, outside compile_s (graft pays them once per process)
+  const runtime = await Runtime.create({ threads: a.threads });
+  try {
+    await measureWith(runtime, a);
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
+  // as src/train/finetune.ts: convs with fed weights on ORT's blocked kernels when this machine has them
+  const nchwcBlock = await runtime.nchwcBlock();
   const t0 = performance.now();
   const m = finetuneModel(a.model, a.config, a.classes);
   // last-stage-cached: what src/train/finetune.ts trains without augmentation — the tail after the frozen
@@ -36,9 +48,6 @@ export async function measureStep(a: StepArgs): Promise<void> {
   const cached = a.config === 'last-stage-cached';
   const trained = cached ? tailFrom(m.model, m.prefixAt!) : m.model;
   const inDims = inputDims(trained, a);
-  const runtime = await Runtime.create({ threads: a.threads });
-  // as src/train/finetune.ts: convs with fed weights on ORT's blocked kernels when this machine has them
-  const nchwcBlock = await runtime.nchwcBlock();
   const step = buildTrainStep(trained, { trainable: m.trainable, batchNorm: a.batchNorm, nchwcBlock });
   const evalStep = buildEvalStep(trained, { trainable: m.trainable, extraInputs: step.bnStats.map((s) => s.input), nchwcBlock });
   const inits = m.model.graph.initializers;
@@ -58,44 +67,40 @@ export async function measureStep(a: StepArgs): Promise<void> {
     seed: 0,
   };
   const compiledMs = performance.now() - t0;
-  try {
-    const trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
-    const sessionMs = performance.now() - t0 - compiledMs;
-    const dims = inDims;
-    const data = { dtype: 'float32' as const, dims, data: fill(0, dims, -2, 2) };
-    const labels = toInt64(Int32Array.from({ length: a.batch }, (_, i) => i % a.classes));
-    let k = 0;
-    const losses: number[] = [];
-    const r = await timedLoop(
-      async () => {
-        const out = await trainer.call('step', { data, labels, step: k++ });
-        losses.push(out.loss);
-      },
-      a.batch,
-      a,
-    );
-    emit({
-      bench: 'train',
-      model: a.model,
-      config: a.config,
-      batch_norm: a.batchNorm,
-      batch: a.batch,
-      size: a.size,
-      classes: a.classes,
-      threads: a.threads,
-      trainable_params: trainableParams,
-      graph_nodes: step.model.graph.nodes.length,
-      step_input: dims.join('×'),
-      compile_s: round(compiledMs / 1000),
-      session_s: round(sessionMs / 1000),
-      first_loss: round(losses[0], 4),
-      last_loss: round(losses[losses.length - 1], 4),
-      ...r,
-    });
-    await trainer.dispose();
-  } finally {
-    await runtime.close();
-  }
+  const trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
+  const sessionMs = performance.now() - t0 - compiledMs;
+  const dims = inDims;
+  const data = { dtype: 'float32' as const, dims, data: fill(0, dims, -2, 2) };
+  const labels = toInt64(Int32Array.from({ length: a.batch }, (_, i) => i % a.classes));
+  let k = 0;
+  const losses: number[] = [];
+  const r = await timedLoop(
+    async () => {
+      const out = await trainer.call('step', { data, labels, step: k++ });
+      losses.push(out.loss);
+    },
+    a.batch,
+    a,
+  );
+  emit({
+    bench: 'train',
+    model: a.model,
+    config: a.config,
+    batch_norm: a.batchNorm,
+    batch: a.batch,
+    size: a.size,
+    classes: a.classes,
+    threads: a.threads,
+    trainable_params: trainableParams,
+    graph_nodes: step.model.graph.nodes.length,
+    step_input: dims.join('×'),
+    compile_s: round(compiledMs / 1000),
+    session_s: round(sessionMs / 1000),
+    first_loss: round(losses[0], 4),
+    last_loss: round(losses[losses.length - 1], 4),
+    ...r,
+  });
+  await trainer.dispose();
 }
 
 /** The step's data input dims at this batch: the image batch, or the cached prefix output's shape. */

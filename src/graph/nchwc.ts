@@ -12,11 +12,11 @@
  * residual blocks stay blocked; values something else reads in NCHW get a ReorderOutput.
  *
  * B (the block size) depends on the CPU ORT runs on (16 with AVX-512, 8 with AVX2): callers get it
- * from runtime/nchwc-block, which checks it against a plain Conv on this machine.
+ * from Runtime.nchwcBlock() (runtime/nchwc-probe), which checks it against a plain Conv on this machine.
  */
 import { GraphBuilder } from './builder.js';
 import type { Model } from './graph.js';
-import type { Dim, Node, ValueInfo } from './ir.js';
+import type { Dim, Node } from './ir.js';
 import { inferShapes } from './shapes.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
@@ -36,10 +36,10 @@ const sameShape = (a: readonly Dim[] | undefined, b: readonly Dim[] | undefined)
  * Eligible: group 1 with O divisible by B and I divisible by B (or I < B: the input stays NCHW), or
  * depthwise (I = 1, group = O) with O divisible by B; explicit pads; a known weight shape.
  */
-export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: ReadonlyMap<string, ValueInfo> }): NchwcLowering {
+export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcLowering {
   const B = opts.block;
   const g = model.graph;
-  const shapes = opts.shapes ?? inferShapes(model);
+  const shapes = inferShapes(model);
   const b = new GraphBuilder(g, { opset: model.opset });
   const outputs = new Set(g.outputs.map((o) => o.name));
   const { consumers, producer } = g.index();
@@ -50,8 +50,8 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number; shapes?: 
   let lowered = 0;
 
   /**
-   * A weight's first reorder pass, [O, I, k] → (O/B, I/B, I·k, Bo) with Bo innermost, emitted once: an
-   * input-gradient conv's filter starts from its forward weight's.
+   * A weight's first reorder pass, [O, I, k] as (O/B, Bo, I/B, Bi·k) → (O/B, I/B, Bi·k, Bo), emitted once
+   * per weight: an input-gradient conv's filter starts from its forward weight's.
    */
   const firstPasses = new Map<string, string>();
   const firstPass = (w: string, O: number, I: number, k: number): string => {

@@ -234,8 +234,12 @@ export class Runtime {
    */
   nchwcBlock(): Promise<number> {
     this.assertOpen();
-    this.block ??= this.pickHost().then((host) => host.request<number>({ op: 'nchwcBlock' }, { what: 'checking ORT\'s blocked conv kernels' }));
-    this.block.catch(() => (this.block = undefined));
+    if (!this.block) {
+      const asked = this.pickHost().then((host) => host.request<number>({ op: 'nchwcBlock' }, { what: 'checking ORT\'s blocked conv kernels' }));
+      // a failed check (a worker that died meanwhile) is asked again next time, not remembered
+      asked.catch(() => this.block === asked && (this.block = undefined));
+      this.block = asked;
+    }
     return this.block;
   }
 
