@@ -26,6 +26,12 @@ export interface NchwcLowering {
   lowered: number;
   /** Layout conversions left in the graph (ReorderInput + ReorderOutput; unread ones are pruned). */
   reorders: number;
+  /**
+   * Input-gradient filters, flip(Wᵀ), recognised and built from their forward weight's reorder (the
+   * rest are reordered like any computed weight: correct, but slower). Tests pin this to the conv
+   * rule's output, so a change to how the rule emits the flip cannot silently lose the fold.
+   */
+  foldedFlips: number;
 }
 
 const isStatic = (s: readonly Dim[] | undefined): s is number[] => !!s && s.every((d) => typeof d === 'number');
@@ -48,6 +54,7 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
   const replaced = new Map<Node, Node[]>();
   const dropped = new Set<Node>();
   let lowered = 0;
+  let foldedFlips = 0;
 
   /**
    * A weight's first reorder pass, [O, I, k] as (O/B, Bo, I/B, Bi·k) → (O/B, I/B, Bi·k, Bo), emitted once
@@ -92,6 +99,7 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
       }
     }
     const flippedOf = depthwise || nchwInput ? undefined : flippedSwapSource(g, producer, w, kh * kw);
+    if (flippedOf) foldedFlips++;
     const filter =
       depthwise || nchwInput
         ? reorderFilterOIHWBo(b, w, [O, I, kh, kw], B)
@@ -131,12 +139,12 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     lowered++;
     replaced.set(n, g.nodes.splice(start));
   }
-  if (lowered === 0) return { lowered, reorders: 0 };
+  if (lowered === 0) return { lowered, reorders: 0, foldedFlips };
   g.nodes = g.nodes.filter((n) => !dropped.has(n)).flatMap((n) => replaced.get(n) ?? [n]);
   if (!model.opsetImports.some((o) => o.domain === NCHWC_DOMAIN)) model.opsetImports.push({ domain: NCHWC_DOMAIN, version: 1 });
   g.prune();
   const reorders = g.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType.startsWith('Reorder')).length;
-  return { lowered, reorders };
+  return { lowered, reorders, foldedFlips };
 }
 
 /**

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTrainStep, type TrainStep } from '../../src/autodiff/train-step.js';
-import { NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
+import { lowerConvsToNchwc, NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { ParamArena } from '../../src/train/kernels/param-arena.js';
@@ -76,6 +76,21 @@ describe('the same, with convs on ORT\'s blocked NCHWc kernels (as graft train c
     if (expected === undefined) return; // other CPUs: whatever the probe finds (0 = plain convs) is right
     expect(await nchwcBlockSize()).toBe(expected);
   });
+  for (const name of ['resnet18', 'vgg11'] as const) {
+    it(`${name}: every input-gradient filter is built from its forward weight's reorder, as the conv rule emits it`, () => {
+      // graph only (any block size): the step the conv rule emits, then the lowering on its own
+      const f = loadTorchFixture(name);
+      const step = buildTrainStep(f.model, { trainable: trainableOf(f) });
+      // the input-gradient convs the rule emits as Conv(dY, flip(Wᵀ)): one per stride-1 dense k×k forward
+      // conv whose input is not the image (the conv rule's chooseDx)
+      const image = f.model.graph.inputs[0].name;
+      const dxConvs = f.model.graph.nodes.filter(
+        (n) => n.opType === 'Conv' && n.int('group', 1) === 1 && n.inputs[0] !== image && n.ints('strides', [1, 1]).every((s) => s === 1) && (n.ints('kernel_shape') ?? []).some((k) => k > 1),
+      ).length;
+      expect(dxConvs).toBeGreaterThan(5);
+      expect(lowerConvsToNchwc(step.model, { block: 16 }).foldedFlips).toBe(dxConvs);
+    });
+  }
   for (const name of ['resnet18', 'mobilenet_v2', 'mobilenet_v3_small', 'efficientnet_b0', 'inception_v3', 'vgg11'] as const) {
     it(name, async (ctx) => {
       const block = await nchwcBlockSize();

@@ -84,7 +84,7 @@ describe('lowerConvsToNchwc', () => {
       return [conv({ x: h, w: [64, 32, 3, 3], stride: 2 })];
     });
     const r = lowerConvsToNchwc(m, { block: B });
-    expect(r).toEqual({ lowered: 2, reorders: 2 });
+    expect(r).toEqual({ lowered: 2, reorders: 2, foldedFlips: 0 });
     // nothing reads the first conv's output in NCHW, so its ReorderOutput is pruned
     expect(ops(m).filter((o) => !['Reshape', 'Transpose'].includes(o))).toEqual([
       'nchwc.ReorderInput',
@@ -105,7 +105,7 @@ describe('lowerConvsToNchwc', () => {
       const h = b.op('Relu', [conv({ x: 'x', w: [32, 32, 3, 3] })]);
       return [b.op('Relu', [b.op('Add', [conv({ x: h, w: [32, 32, 3, 3] }), 'x'])])];
     });
-    expect(lowerConvsToNchwc(m, { block: B })).toEqual({ lowered: 2, reorders: 2 });
+    expect(lowerConvsToNchwc(m, { block: B })).toEqual({ lowered: 2, reorders: 2, foldedFlips: 0 });
     const reorderIn = m.graph.nodes.find((n) => n.opType === 'ReorderInput')!;
     const [, second] = blockedConvs(m);
     expect(second.inputs[3]).toBe(reorderIn.outputs[0]);
@@ -121,7 +121,7 @@ describe('lowerConvsToNchwc', () => {
       conv({ x: 'x', w: [32, 16, 3, 3], group: 2 }),
     ]);
     const before = ops(m);
-    expect(lowerConvsToNchwc(m, { block: B })).toEqual({ lowered: 0, reorders: 0 });
+    expect(lowerConvsToNchwc(m, { block: B })).toEqual({ lowered: 0, reorders: 0, foldedFlips: 0 });
     expect(ops(m)).toEqual(before);
   });
 
@@ -160,7 +160,7 @@ describe('lowerConvsToNchwc', () => {
       return new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] });
     };
     const lowered = build();
-    expect(lowerConvsToNchwc(lowered, { block: B }).lowered).toBe(2);
+    expect(lowerConvsToNchwc(lowered, { block: B })).toMatchObject({ lowered: 2, foldedFlips: 1 });
     const ops = lowered.graph.nodes.map((n) => n.opType);
     expect(ops).not.toContain('MatMul'); // the flip is a Gather over the blocked taps now
     expect(ops.filter((o) => o === 'Gather')).toHaveLength(1);
