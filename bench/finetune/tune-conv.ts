@@ -23,7 +23,7 @@ import { inferShapes } from '../../src/graph/shapes.js';
 import { args, benchModel, createSession, interleave, loadavg, randomFloats, round, type BenchModelName } from './common.js';
 
 export const DX_METHODS: Exclude<ConvDxMethod, 'auto'>[] = ['convTranspose', 'flippedConv'];
-export const DW_METHODS: Exclude<ConvDwMethod, 'auto'>[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul'];
+export const DW_METHODS: Exclude<ConvDwMethod, 'auto'>[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather'];
 
 export interface ConvShape {
   key: string;

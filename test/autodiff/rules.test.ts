@@ -142,6 +142,8 @@ describe('convolution', () => {
     { name: '1×1 s2', x: [2, 5, 5, 5], w: [3, 5, 1, 1], attrs: { strides: [2, 2] } },
     { name: '7×7 s2 p3 stem', x: [2, 3, 11, 11], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
     { name: '3×3 dilation 2', x: [2, 3, 9, 9], w: [4, 3, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },
+    { name: '3×3 s1 unpadded, rectangular input', x: [2, 3, 6, 5], w: [4, 3, 3, 3], attrs: {} },
+    { name: '3×2 s1 asymmetric pads', x: [2, 3, 6, 7], w: [4, 3, 3, 2], attrs: { pads: [0, 1, 2, 0] } },
     { name: 'depthwise 3×3 s1', x: [2, 4, 6, 6], w: [4, 1, 3, 3], attrs: { group: 4, pads: [1, 1, 1, 1] }, bias: true },
     { name: 'depthwise 3×3 s2', x: [2, 4, 7, 7], w: [4, 1, 3, 3], attrs: { group: 4, strides: [2, 2], pads: [1, 1, 1, 1] } },
     { name: 'depthwise multiplier 2', x: [2, 3, 6, 6], w: [6, 1, 3, 3], attrs: { group: 3, pads: [1, 1, 1, 1] } },
@@ -155,8 +157,9 @@ describe('convolution', () => {
       const OH = Math.floor((H + 2 * p - k) / s) + 1;
       return { C, H, W: H, O, kh: k, kw: k, sh: s, sw: s, dh: 1, dw: 1, pt: p, pl: p, pb: p, pr: p, group, OH, OW: OH };
     };
-    expect(chooseDw(geom(64, 64, 3, 1, 56), 'auto')).toBe('tapGemm');
-    expect(chooseDw(geom(256, 256, 3, 1, 14), 'auto')).toBe('tapGemm');
+    expect(chooseDw(geom(64, 64, 3, 1, 56), 'auto')).toBe('tapGather');
+    expect(chooseDw(geom(256, 256, 3, 1, 14), 'auto')).toBe('tapGather');
+    expect(chooseDw(geom(128, 256, 3, 2, 28), 'auto')).toBe('tapGemm'); // strided: no row gather
     expect(chooseDw(geom(512, 512, 3, 1, 7), 'auto')).toBe('im2col'); // 7×7 maps: one Gemm over the taps
     expect(chooseDw(geom(256, 512, 3, 2, 14), 'auto')).toBe('im2col');
     expect(chooseDw(geom(256, 512, 1, 2, 14), 'auto')).toBe('tapGemm');
@@ -165,7 +168,7 @@ describe('convolution', () => {
   });
 
   const dxMethods: ConvDxMethod[] = ['convTranspose', 'flippedConv'];
-  const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul'];
+  const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather'];
   for (const c of convs) {
     for (const dx of dxMethods) {
       for (const dw of dwMethods) {

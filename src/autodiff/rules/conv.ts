@@ -9,12 +9,14 @@
  *  dW  batchAsChannels  Conv(Xᵀ, dYᵀ): the batch becomes the reduction channel axis, the forward
  *                     stride becomes a dilation — one big-kernel conv; the only dense form for
  *                     grouped convs, and the fastest for large kernels (7×7 stems).
- *      tapGemm        one Gemm per kernel tap over strided slices of X — fastest for 3×3 and 1×1.
+ *      tapGemm        one Gemm per kernel tap over strided slices of X — fastest for strided 3×3 and 1×1.
  *      im2col         the taps' slices concatenated, then one Gemm — more memory, sometimes faster.
+ *      tapGather      stride 1: the same Gemms, with X's rows for each kernel row gathered (and X
+ *                     transposed) by one Gather, and each kernel column a shift of dY instead of X.
  *      tapReduce      depthwise only: per tap, Σ dY·slice(X) — memory-bound, no im2col buffer.
  */
 import { GraftError } from '../../errors.js';
-import { float32 } from '../../onnx/tensor.js';
+import { float32, int64, tensor } from '../../onnx/tensor.js';
 import type { GraphBuilder } from '../../graph/builder.js';
 import type { ConvDwMethod, ConvDxMethod, GradRule, RuleContext } from '../rule.js';
 
@@ -87,6 +89,7 @@ const IM2COL_MAX_POSITIONS = 49;
 export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<ConvDwMethod, 'auto'> {
   const dense = g.group === 1;
   const depthwise = isDepthwise(g) && g.O === g.C;
+  if (requested === 'tapGather') return dense ? (g.sh === 1 && g.sw === 1 ? 'tapGather' : 'tapGemm') : 'batchAsChannels';
   if (requested === 'tapGemm' || requested === 'im2col' || requested === 'tapMatMul') return dense ? requested : 'batchAsChannels';
   if (requested === 'tapReduce') return depthwise ? 'tapReduce' : dense ? 'tapGemm' : 'batchAsChannels';
   if (requested === 'batchAsChannels') return 'batchAsChannels';
@@ -96,6 +99,9 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   // — except on small maps (ResNet's 7×7 stage), where one Gemm over the concatenated taps beats nine:
   // last-stage step on 2 threads 252 → 239 ms, 1 thread 418 → 414 ms (no change on the 14×14 and larger)
   if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.OH * g.OW <= IM2COL_MAX_POSITIONS) return 'im2col';
+  // Stride 1 above that: the taps' rows gathered rather than sliced (see dwTapGather): ResNet-18 full step
+  // on 2 threads 1219 → 1170 ms (medians of three alternating runs), 1 thread unchanged (2003 vs 2022 ms)
+  if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.sh === 1 && g.sw === 1) return 'tapGather';
   if (dense && g.kh * g.kw <= 9) return 'tapGemm';
   if (depthwise) return 'tapReduce';
   return 'batchAsChannels';
@@ -250,6 +256,62 @@ function dwTapGemm(ctx: RuleContext, g: ConvGeometry, im2col: boolean): string {
   return b.op('Reshape', [stacked, b.i64([g.O, g.C, g.kh, g.kw])]);
 }
 
+/** n·stride for every image n of a batch of `n` (a run-time scalar), as [1, N, 1]. */
+function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
+  const offsets = b.op('Range', [b.i64Scalar(0), b.op('Mul', [n, b.i64Scalar(stride)]), b.i64Scalar(stride)]);
+  return b.op('Reshape', [offsets, b.i64([1, -1, 1])]);
+}
+
+/**
+ * Stride-1 weight gradients without per-tap copies of X:
+ *   dW[o, c, i, j] = Σ_{n, y, x} dY[n, o, y, x + pl − j·dw] · X[n, c, y + i·dh − pt, x]   (x over X's width)
+ * so kernel row i needs X's rows shifted by i (one Gather per kernel row, which also puts the channel
+ * axis first, reading a zero row where the shift leaves the image) and kernel column j needs dY's columns
+ * shifted by j (one Pad of dY per kernel column). Why: onnxruntime runs Slice, Pad and Transpose on one
+ * thread, and on two threads those copies ran slower than on one, while Gather copies rows in
+ * parallel. A 3 × 3 conv: three Gathers of X, one of dY and three shifted copies of dY, instead of two
+ * transposes, a pad and nine slices of X. CPU time per layer on 2 threads (bench/finetune/tune-conv.ts):
+ * 68 → 60 ms at 64 × 56², 52 → 44 ms at 128 × 28², 45 → 42 ms at 256 × 14².
+ */
+function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
+  const { b, node } = ctx;
+  const x = node.inputs[0];
+  const dY = ctx.dY()!;
+  // dYᵀ [O, N, OH, OW] by a row Gather, then per kernel column shifted to X's width (negative pads crop)
+  const dyFirst = new Array<number>(g.O * g.OH);
+  for (let o = 0; o < g.O; o++) for (let y = 0; y < g.OH; y++) dyFirst[o * g.OH + y] = o * g.OH + y;
+  const n = b.op('Gather', [ctx.shapeOf(x), b.i64Scalar(0)]); // the batch stays symbolic
+  const dyIdx = b.op('Add', [b.initializer('dy_rows', int64([g.O, 1, g.OH], dyFirst)), batchOffsets(b, n, g.O * g.OH)]);
+  const dYt = b.op('Gather', [b.op('Reshape', [dY, b.i64([-1, g.OW])]), dyIdx], { axis: 0 });
+  const dYShifted: string[] = [];
+  for (let j = 0; j < g.kw; j++) {
+    const left = j * g.dw - g.pl;
+    const right = g.W - g.OW - left;
+    const shifted = left === 0 && right === 0 ? dYt : b.op('Pad', [dYt, b.i64([0, 0, 0, left, 0, 0, 0, right])]);
+    dYShifted.push(b.op('Reshape', [shifted, b.i64([g.O, -1])])); // [O, N·OH·W]
+  }
+  // X's rows [N·C·H, W], plus one zero row at index N·C·H for rows outside the image
+  const rows = b.op('Concat', [b.op('Reshape', [x, b.i64([-1, g.W])]), b.shared(`zero-row:${g.W}`, () => float32([1, g.W]))], { axis: 0 });
+  const zeroAt = b.op('Mul', [n, b.i64Scalar(g.C * g.H)]);
+  const imageRows = batchOffsets(b, n, g.C * g.H);
+  const parts: string[] = [];
+  for (let i = 0; i < g.kh; i++) {
+    // [C, 1, OH]: row c·H + y + i·dh − pt of image 0; the batch offset is added at run time
+    const first = new Array<number>(g.C * g.OH);
+    const inside = new Uint8Array(g.OH);
+    for (let y = 0; y < g.OH; y++) inside[y] = y + i * g.dh - g.pt >= 0 && y + i * g.dh - g.pt < g.H ? 1 : 0;
+    for (let c = 0; c < g.C; c++) for (let y = 0; y < g.OH; y++) first[c * g.OH + y] = c * g.H + y + i * g.dh - g.pt;
+    let idx = b.op('Add', [b.initializer('tap_rows', int64([g.C, 1, g.OH], first)), imageRows]); // [C, N, OH]
+    if (inside.includes(0)) idx = b.op('Where', [b.initializer('tap_rows_inside', tensor('bool', [1, 1, g.OH], inside)), idx, zeroAt]);
+    // emitted row by row so that only one kernel row's copy of X is alive at a time
+    const xRows = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([g.C, -1])]); // [C, N·OH·W]
+    for (let j = 0; j < g.kw; j++) parts.push(b.op('Gemm', [dYShifted[j], xRows], { transB: 1 })); // [O, C]
+  }
+  if (parts.length === 1) return b.op('Reshape', [parts[0], b.i64([g.O, g.C, 1, 1])]);
+  const stacked = b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([2])])), { axis: 2 }); // [O, C, kk]
+  return b.op('Reshape', [stacked, b.i64([g.O, g.C, g.kh, g.kw])]);
+}
+
 /**
  * Per tap, one MatMul per image straight from the NCHW tensors — dY [N, O, P] × slice(X)ᵀ [N, P, C] (ORT
  * fuses the transpose into the MatMul) — then one sum over the batch: no transposed copies of X and dY,
@@ -286,14 +348,15 @@ export const convRules: Record<string, GradRule> = {
       }
       if (ctx.needs(1)) {
         const m = chooseDw(g, perNode?.convDw ?? ctx.options.convDw);
-        const dW =
-          m === 'tapGemm' || m === 'im2col'
-            ? dwTapGemm(ctx, g, m === 'im2col')
-            : m === 'tapMatMul'
-              ? dwTapMatMul(ctx, g)
-              : m === 'tapReduce'
-                ? dwTapReduce(ctx, g)
-                : dwBatchAsChannels(ctx, g);
+        const forms: Record<Exclude<ConvDwMethod, 'auto'>, () => string> = {
+          tapGemm: () => dwTapGemm(ctx, g, false),
+          im2col: () => dwTapGemm(ctx, g, true),
+          tapGather: () => dwTapGather(ctx, g),
+          tapMatMul: () => dwTapMatMul(ctx, g),
+          tapReduce: () => dwTapReduce(ctx, g),
+          batchAsChannels: () => dwBatchAsChannels(ctx, g),
+        };
+        const dW = forms[m]();
         ctx.grad(1, dW);
       }
       if (node.input(2) && ctx.needs(2)) ctx.grad(2, b.op('ReduceSum', [ctx.dY()!, b.i64([0, 2, 3])], { keepdims: 0 }));
