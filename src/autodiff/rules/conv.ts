@@ -278,10 +278,9 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
   const x = node.inputs[0];
   const dY = ctx.dY()!;
   // dYᵀ [O, N, OH, OW] by a row Gather, then per kernel column shifted to X's width (negative pads crop)
-  const dyFirst = new Array<number>(g.O * g.OH);
-  for (let o = 0; o < g.O; o++) for (let y = 0; y < g.OH; y++) dyFirst[o * g.OH + y] = o * g.OH + y;
   const n = b.op('Gather', [ctx.shapeOf(x), b.i64Scalar(0)]); // the batch stays symbolic
-  const dyIdx = b.op('Add', [b.initializer('dy_rows', int64([g.O, 1, g.OH], dyFirst)), batchOffsets(b, n, g.O * g.OH)]);
+  const dyRows = b.shared(`dy-rows:${g.O}x${g.OH}`, () => int64([g.O, 1, g.OH], Array.from({ length: g.O * g.OH }, (_, k) => k)));
+  const dyIdx = b.op('Add', [dyRows, batchOffsets(b, n, g.O * g.OH)]);
   const dYt = b.op('Gather', [b.op('Reshape', [dY, b.i64([-1, g.OW])]), dyIdx], { axis: 0 });
   const dYShifted: string[] = [];
   for (let j = 0; j < g.kw; j++) {
@@ -296,13 +295,13 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
   const imageRows = batchOffsets(b, n, g.C * g.H);
   const parts: string[] = [];
   for (let i = 0; i < g.kh; i++) {
-    // [C, 1, OH]: row c·H + y + i·dh − pt of image 0; the batch offset is added at run time
-    const first = new Array<number>(g.C * g.OH);
-    const inside = new Uint8Array(g.OH);
-    for (let y = 0; y < g.OH; y++) inside[y] = y + i * g.dh - g.pt >= 0 && y + i * g.dh - g.pt < g.H ? 1 : 0;
-    for (let c = 0; c < g.C; c++) for (let y = 0; y < g.OH; y++) first[c * g.OH + y] = c * g.H + y + i * g.dh - g.pt;
-    let idx = b.op('Add', [b.initializer('tap_rows', int64([g.C, 1, g.OH], first)), imageRows]); // [C, N, OH]
-    if (inside.includes(0)) idx = b.op('Where', [b.initializer('tap_rows_inside', tensor('bool', [1, 1, g.OH], inside)), idx, zeroAt]);
+    // [C, 1, OH]: row c·H + y + i·dh − pt of image 0 (the batch offset is added at run time), shared
+    // between convs of one geometry (ResNet's stages repeat it)
+    const shift = i * g.dh - g.pt;
+    const inside = Uint8Array.from({ length: g.OH }, (_, y) => (y + shift >= 0 && y + shift < g.H ? 1 : 0));
+    const tapRows = b.shared(`tap-rows:${g.C}x${g.H}:${g.OH}:${shift}`, () => int64([g.C, 1, g.OH], Array.from({ length: g.C * g.OH }, (_, k) => Math.floor(k / g.OH) * g.H + (k % g.OH) + shift)));
+    let idx = b.op('Add', [tapRows, imageRows]); // [C, N, OH]
+    if (inside.includes(0)) idx = b.op('Where', [b.shared(`tap-rows-inside:${g.H}:${g.OH}:${shift}`, () => tensor('bool', [1, 1, g.OH], inside)), idx, zeroAt]);
     // emitted row by row so that only one kernel row's copy of X is alive at a time
     const xRows = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([g.C, -1])]); // [C, N·OH·W]
     for (let j = 0; j < g.kw; j++) parts.push(b.op('Gemm', [dYShifted[j], xRows], { transB: 1 })); // [O, C]
