@@ -269,8 +269,8 @@ function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
  * axis first, reading a zero row where the shift leaves the image) and kernel column j needs dY's columns
  * shifted by j (one Pad of dY per kernel column). Why: onnxruntime runs Slice, Pad and Transpose on one
  * thread, and on two threads those copies ran slower than on one, while Gather copies rows in
- * parallel. A 3 × 3 conv: three Gathers of X, one of dY and three shifted copies of dY, instead of two
- * transposes, a pad and nine slices of X. CPU time per layer on 2 threads (bench/finetune/tune-conv.ts):
+ * parallel. A 3 × 3 conv with pads 1: three Gathers of X, one of dY and two shifted copies of dY, instead
+ * of two transposes, a pad and nine slices of X. CPU time per layer on 2 threads (bench/finetune/tune-conv.ts):
  * 68 → 60 ms at 64 × 56², 52 → 44 ms at 128 × 28², 45 → 42 ms at 256 × 14².
  */
 function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
