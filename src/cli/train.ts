@@ -146,12 +146,29 @@ function reporter(o: TrainCliOptions, ctx: CliContext) {
   };
 }
 
+/**
+ * The head warm-up epoch of a fine-tuning run whose validation loss beats the exported weights', if any:
+ * the export is the best fine-tuning epoch, so the user should hear when fine-tuning only made things worse.
+ */
+function bestWarmupEpoch(m: MetricsJson): { epoch: number; valLoss: number } | undefined {
+  if (m.mode !== 'finetune' || m.loss === null) return undefined;
+  let best: { epoch: number; valLoss: number } | undefined;
+  for (const r of m.history) if (r.phase === 'head' && r.valLoss !== null && (!best || r.valLoss < best.valLoss)) best = { epoch: r.epoch, valLoss: r.valLoss };
+  return best && best.valLoss < m.loss ? best : undefined;
+}
+
 export function summary(m: MetricsJson, out: string): string[] {
   const lines = [
     `Validation accuracy ${pct(m.accuracy)} (loss ${fix(m.loss)}) on ${m.n.val} images${m.bestEpoch ? `, weights of epoch ${m.bestEpoch}` : ''}; trained on ${m.n.train} images in ${m.seconds.toFixed(1)} s.`,
   ];
   if (m.accuracy === null) lines[0] = `Trained on ${m.n.train} images in ${m.seconds.toFixed(1)} s (no validation set).`;
   if (m.skipped.length) lines.push(`Skipped ${m.skipped.length} unreadable file${m.skipped.length === 1 ? '' : 's'} (listed in metrics.json and the report).`);
+  const warmup = bestWarmupEpoch(m);
+  if (warmup) {
+    lines.push(
+      `Note: fine-tuning did not get below the head warm-up's validation loss (${fix(warmup.valLoss)} at epoch ${warmup.epoch}); a lower --lr, fewer unfrozen stages (--unfreeze 1) or --mode head may fit this data better.`,
+    );
+  }
   lines.push(`Model:   ${out}/model.onnx (labels and preprocessing inside; also labels.json)`, `Metrics: ${out}/metrics.json`, `Report:  ${out}/report.html`);
   lines.push(`Try:     graft predict --model ${out} IMAGE`);
   return lines;

@@ -4,6 +4,9 @@ import { preprocessFlags } from '../../src/cli/common.js';
 import { EXIT, EXIT_CODES, exitCodeFor, reportError } from '../../src/cli/errors.js';
 import { PredictTable, percent } from '../../src/cli/predict.js';
 import { itemProgress } from '../../src/cli/progress.js';
+import { summary } from '../../src/cli/train.js';
+import { buildMetricsJson, type EpochRecord } from '../../src/train/metrics-json.js';
+import { classificationMetrics } from '../../src/train/metrics.js';
 import { ERROR_CODES, GraftError, type GraftErrorCode } from '../../src/errors.js';
 
 describe('exit codes', () => {
@@ -83,5 +86,25 @@ describe('preprocessing flags', () => {
     expect(preprocessFlags({ size: [256, 320], mean: [1, 2, 3], bgr: true, layout: 'NHWC' })).toEqual({ size: [256, 320], mean: [1, 2, 3], bgr: true, layout: 'NHWC' });
     expect(preprocessFlags({ cropPct: 0.9 })).toEqual({ cropPct: 0.9, resize: 'crop' });
     expect(preprocessFlags({ cropPct: 0.9, resize: 'squash' })).toEqual({ cropPct: 0.9, resize: 'squash' });
+  });
+});
+
+describe('train summary', () => {
+  // two validation images, both right: a real (if tiny) metrics object
+  const val = classificationMetrics(Float32Array.of(2, 0, 0, 2), [0, 1], 2, { logits: true });
+  const epoch = (n: number, phase: string, valLoss: number): EpochRecord => ({ epoch: n, phase, trainLoss: 1, trainAccuracy: 0.5, valLoss, valAccuracy: 0.5, lr: 1e-3, seconds: 1 });
+  const run = (history: EpochRecord[], mode: 'finetune' | 'head' = 'finetune') =>
+    summary(buildMetricsJson({ mode, model: 'm', classes: ['a', 'b'], n: { train: 4, val: 2 }, val, history, bestEpoch: history.length, seconds: 1 }), 'out');
+  const note = (lines: string[]) => lines.find((l) => l.startsWith('Note: fine-tuning'));
+
+  it('says when the head warm-up had a lower validation loss than the exported fine-tuned weights', () => {
+    expect(val.loss).toBeGreaterThan(0.05);
+    const lines = run([epoch(1, 'head', 0.05), epoch(2, 'head', 0.04), epoch(3, 'head', 0.045), epoch(4, 'finetune', 0.9)]);
+    expect(note(lines)).toContain('(0.0400 at epoch 2)');
+  });
+
+  it('stays quiet when fine-tuning did better, and in head mode', () => {
+    expect(note(run([epoch(1, 'head', 5), epoch(2, 'finetune', 0.01)]))).toBeUndefined();
+    expect(note(run([epoch(1, 'head', 0.01)], 'head'))).toBeUndefined();
   });
 });
