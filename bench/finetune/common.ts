@@ -5,8 +5,9 @@
  * and interleaved CPU-time measurement (the machine is shared: compare per-CPU-second medians of
  * variants timed A B A B … in one process, never single wall-clock numbers).
  */
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg as osLoadavg } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import type { GradOptions } from '../../src/autodiff/rule.js';
@@ -93,6 +94,26 @@ export function createSession(model: Uint8Array | string, k: SessionKnobs = {}):
     ...(k.profilePrefix ? { enableProfiling: true, profileFilePrefix: k.profilePrefix } : {}),
     extra: { session },
   });
+}
+
+/** One event of ORT's profiler (chrome-trace JSON). */
+export interface ProfileEvent {
+  cat: string;
+  name: string;
+  dur: number;
+  args?: { op_name?: string; provider?: string; output_size?: string };
+}
+
+/**
+ * The profile of a session made with `profilePrefix`, read after its endProfiling(), and its file removed.
+ * The binding does not return the file name: it is the prefix plus a timestamp.
+ */
+export function takeProfile(prefix: string): ProfileEvent[] {
+  const file = readdirSync(dirname(prefix)).filter((f) => f.startsWith(basename(prefix)) && f.endsWith('.json')).map((f) => join(dirname(prefix), f))[0];
+  if (!file) throw new Error(`no ORT profile written under ${prefix}`);
+  const events = JSON.parse(readFileSync(file, 'utf8')) as ProfileEvent[];
+  rmSync(file, { force: true });
+  return events;
 }
 
 /** Deterministic pseudo-random floats in [lo, hi) (xorshift; no need for quality here). */

@@ -1,10 +1,11 @@
 /**
- * Weight-gradient layouts for one stride-1 3×3 conv (pads 1, C → C channels, batch N, H × H maps),
- * each built by hand as a small ORT graph from NCHW X and dY, so that the data-movement ops can be
+ * Weight-gradient layouts for one stride-1 3×3 conv (pads 1, C → C channels, batch N, H × H maps), as
+ * small ORT graphs from NCHW X and dY — graft's own forms built by the conv rule (bench/finetune/tune-conv's
+ * probe graphs), the others by hand — so that the data-movement ops can be
  * compared with ORT's profiler (time per op type) on one and on two threads:
  *
- *   slices      what the per-tap Gemm form emits: Xᵀ and dYᵀ by Transpose, a Pad, nine 2-D tap slices
- *   gather      the row-gather form graft uses (src/autodiff/rules/conv.ts, dwTapGather)
+ *   slices      the conv rule's per-tap Gemm form (tapGemm): Xᵀ and dYᵀ by Transpose, a Pad, nine 2-D tap slices
+ *   gather      the conv rule's row-gather form (tapGather), what graft uses for stride-1 convs
  *   rows        taps as contiguous runs of X's padded rows; dY zero-padded to the padded width
  *   nhwc        X and dY transposed to NHWC; Gemm with a transposed A over [N·H·W, C]
  *   nchwcBatch  one conv over the batch (Xᵀ as input, dYᵀ as filter; static batch) on ORT's NCHWc kernels
@@ -14,17 +15,17 @@
  * One variant per process (two sessions in one process skew two-thread timings on this machine). Every
  * variant's result is checked against `slices` on the same data before its time is printed.
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/graph/builder.js';
 import { Graph, Model } from '../../src/graph/graph.js';
 import { lowerConvsToNchwc } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
-import { float32, int64 } from '../../src/onnx/tensor.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
-import { args, createSession, median, randomFloats, round } from './common.js';
+import type { ConvDwMethod } from '../../src/autodiff/rule.js';
+import { args, createSession, median, randomFloats, round, takeProfile } from './common.js';
+import { convShape, probeGraph } from './tune-conv.js';
 
 const a = args({ variant: 'gather', channels: '64', size: '56', batch: '16', threads: '2', runs: '10' });
 const [C, H, N] = [Number(a.channels), Number(a.size), Number(a.batch)];
@@ -34,35 +35,8 @@ type Build = (b: GraphBuilder) => string; // returns dW as [O, C, 9] (tap-major 
 
 const stack = (b: GraphBuilder, parts: string[]) => b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([2])])), { axis: 2 });
 
-const VARIANTS: Record<string, Build> = {
-  slices: (b) => {
-    const xp = b.op('Pad', [b.op('Transpose', ['x'], { perm: [1, 0, 2, 3] }), b.i64([0, 0, 1, 1, 0, 0, 1, 1])]);
-    const dYm = b.op('Reshape', [b.op('Transpose', ['dy'], { perm: [1, 0, 2, 3] }), b.i64([O, -1])]);
-    const parts: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      for (let j = 0; j < 3; j++) {
-        const tap = b.op('Slice', [xp, b.i64([i, j]), b.i64([i + H, j + W]), b.i64([2, 3])]);
-        parts.push(b.op('Gemm', [dYm, b.op('Reshape', [tap, b.i64([C, -1])])], { transB: 1 }));
-      }
-    }
-    return stack(b, parts);
-  },
-  gather: (b) => {
-    // static batch here; the rule adds the batch offsets at run time
-    const rows = b.op('Concat', [b.op('Reshape', ['x', b.i64([-1, W])]), b.initializer('zero_row', float32([1, W]))], { axis: 0 });
-    const dyIdx: number[] = [];
-    for (let o = 0; o < O; o++) for (let n = 0; n < N; n++) for (let y = 0; y < H; y++) dyIdx.push((n * O + o) * H + y);
-    const dYt = b.op('Gather', [b.op('Reshape', ['dy', b.i64([-1, W])]), b.initializer('dy_rows', int64([O, N, H], dyIdx))], { axis: 0 });
-    const shifted = [0, 1, 2].map((j) => b.op('Reshape', [j === 1 ? dYt : b.op('Pad', [dYt, b.i64([0, 0, 0, j - 1, 0, 0, 0, 1 - j])]), b.i64([O, -1])]));
-    const byTap: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      const idx: number[] = [];
-      for (let c = 0; c < C; c++) for (let n = 0; n < N; n++) for (let y = 0; y < H; y++) idx.push(y + i - 1 < 0 || y + i - 1 >= H ? N * C * H : (n * C + c) * H + y + i - 1);
-      const xRows = b.op('Reshape', [b.op('Gather', [rows, b.initializer('tap_rows', int64([C, N, H], idx))], { axis: 0 }), b.i64([C, -1])]);
-      for (let j = 0; j < 3; j++) byTap.push(b.op('Gemm', [shifted[j], xRows], { transB: 1 }));
-    }
-    return stack(b, byTap);
-  },
+/** The layouts the conv rule does not have, built by hand. */
+const BY_HAND: Record<string, Build> = {
   rows: (b) => {
     const wp = W + 2;
     const rows = b.op('Reshape', [b.op('Pad', [b.op('Transpose', ['x'], { perm: [1, 0, 2, 3] }), b.i64([0, 0, 1, 1, 0, 0, 2, 1])]), b.i64([C, N, -1])]);
@@ -96,9 +70,13 @@ const VARIANTS: Record<string, Build> = {
   },
 };
 
+const RULE_FORMS: Record<string, Exclude<ConvDwMethod, 'auto'>> = { slices: 'tapGemm', gather: 'tapGather' };
+const VARIANTS = [...Object.keys(RULE_FORMS), ...Object.keys(BY_HAND)];
+
 async function build(variant: string): Promise<Uint8Array> {
-  const make = VARIANTS[variant];
-  if (!make) throw new Error(`unknown variant ${variant}; one of ${Object.keys(VARIANTS).join(', ')}`);
+  if (RULE_FORMS[variant]) return probeGraph(convShape([N, C, H, W], [O, C, 3, 3], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }), { what: 'dW', method: RULE_FORMS[variant] }).bytes;
+  const make = BY_HAND[variant];
+  if (!make) throw new Error(`unknown variant ${variant}; one of ${VARIANTS.join(', ')}`);
   const g = new Graph({
     inputs: [
       { name: 'x', dtype: 'float32', shape: [N, C, H, W] },
@@ -147,9 +125,7 @@ for (let i = 0; i < want.length; i++) {
 const err = worst / scale;
 if (!(err < 1e-4)) throw new Error(`${a.variant} differs from slices: max relative error ${err}`);
 
-const file = readdirSync(dirname(prefix)).filter((f) => f.startsWith(basename(prefix)) && f.endsWith('.json')).map((f) => join(dirname(prefix), f))[0];
-const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
-rmSync(file, { force: true });
+const events = takeProfile(prefix);
 const byOp = new Map<string, number>();
 let counted = 0;
 for (const e of events) {

@@ -3,11 +3,10 @@
  *
  *   npx tsx bench/finetune/probe-profile.ts --model resnet18 --filter '512x7x7' --probe dX:flippedConv [--runs 10]
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { args, createSession, median, randomFloats, round, type BenchModelName } from './common.js';
+import { args, createSession, median, randomFloats, round, takeProfile, type BenchModelName } from './common.js';
 import { convShapes, probeGraph, probesFor, probeName } from './tune-conv.js';
 
 const a = args({ model: 'resnet18', filter: '', probe: 'fwd', runs: '10', batch: '16', threads: '1' });
@@ -22,9 +21,7 @@ const feeds = Object.fromEntries(inputs.map((i, k) => [i.name, new ort.Tensor('f
 for (let r = 0; r < Number(a.runs); r++) await session.run(feeds);
 session.endProfiling();
 await session.release();
-const file = readdirSync(dirname(prefix)).filter((f) => f.startsWith(basename(prefix))).map((f) => join(dirname(prefix), f))[0];
-const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
-rmSync(file);
+const events = takeProfile(prefix);
 const per = new Map<string, number[]>();
 for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) (per.get(`${e.args?.op_name}\t${e.name}`) ?? per.set(`${e.args?.op_name}\t${e.name}`, []).get(`${e.args?.op_name}\t${e.name}`)!).push(e.dur);
 console.log(`# ${s.key} ${a.probe}`);

@@ -5,18 +5,11 @@
  *   npx tsx bench/finetune/step-profile.ts --model resnet18 --set full [--threads 1] [--runs 5] [--batch 16]
  *        [--dx auto|convTranspose|flippedConv] [--dw auto|…] [--top 40] [--json out.json] [--nchwc on|off]
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { ConvDwMethod, ConvDxMethod } from '../../src/autodiff/rule.js';
-import { args, benchModel, compileStep, createSession, loadavg, median, round, stepFeeds, type BenchModelName, type TrainableSet } from './common.js';
-
-interface ProfileEvent {
-  cat: string;
-  name: string;
-  dur: number;
-  args?: { op_name?: string; provider?: string; output_size?: string };
-}
+import { args, benchModel, compileStep, createSession, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type ProfileEvent, type TrainableSet } from './common.js';
 
 const a = args({ model: 'resnet18', set: 'full', threads: '1', runs: '5', batch: '16', dx: 'auto', dw: 'auto', top: '40', json: '', nodes: '0', nchwc: 'on' });
 const m = await benchModel(a.model as BenchModelName);
@@ -30,10 +23,7 @@ await session.run(feeds); // warm-up (allocations, first-run kernel choices) —
 for (let r = 0; r < runs; r++) await session.run(feeds);
 session.endProfiling();
 await session.release();
-// the binding does not return the file name: it is the prefix plus a timestamp
-const file = readdirSync(dirname(prefix)).filter((f) => f.startsWith(basename(prefix)) && f.endsWith('.json')).map((f) => join(dirname(prefix), f))[0];
-const events = JSON.parse(readFileSync(file, 'utf8')) as ProfileEvent[];
-rmSync(file, { force: true });
+const events = takeProfile(prefix);
 
 // kernel events come in run order; split them into runs at each "model_run" marker
 const perRun: ProfileEvent[][] = [];

@@ -17,7 +17,7 @@ import { chooseDw, chooseDx, convGeometry, type ConvGeometry } from '../../src/a
 import { buildBackward } from '../../src/autodiff/sweep.js';
 import { GraphBuilder } from '../../src/graph/builder.js';
 import { Graph, Model } from '../../src/graph/graph.js';
-import type { AttrValue, Node } from '../../src/graph/ir.js';
+import type { AttrInput, AttrValue, Node } from '../../src/graph/ir.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { inferShapes } from '../../src/graph/shapes.js';
 import { args, benchModel, createSession, interleave, loadavg, randomFloats, round, type BenchModelName } from './common.js';
@@ -52,6 +52,17 @@ function geometryOf(node: Node, shapes: Map<string, number[]>): ConvGeometry {
 export function keyOf(g: ConvGeometry): string {
   const pads = g.pt === g.pb && g.pl === g.pr && g.pt === g.pl ? `p${g.pt}` : `p${g.pt}${g.pl}${g.pb}${g.pr}`;
   return `${g.C}x${g.H}x${g.W}>${g.O} k${g.kh}${g.kw === g.kh ? '' : 'x' + g.kw} s${g.sh} ${pads}${g.dh > 1 ? ` d${g.dh}` : ''}${g.group > 1 ? ` g${g.group}` : ''}`;
+}
+
+/** The ConvShape of one conv given by hand (x and w dims, ONNX attributes), for probes outside a model. */
+export function convShape(x: number[], w: number[], attrs: Record<string, AttrInput>): ConvShape {
+  const g = new Graph();
+  const b = new GraphBuilder(g, { opset: 17 });
+  b.reserve('x', 'w');
+  b.op('Conv', ['x', 'w'], attrs);
+  const node = g.nodes[0];
+  const geom = geometryOf(node, new Map([['x', x], ['w', w]]));
+  return { key: keyOf(geom), x, w, attrs: node.attrs, geom, count: {}, first: false };
 }
 
 export async function convShapes(models: BenchModelName[], N: number): Promise<ConvShape[]> {
