@@ -21,6 +21,16 @@ import { inferShapes } from './shapes.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
 
+/**
+ * The k×k anti-identity (ones on the anti-diagonal). The conv rule (autodiff/rules/conv) flips a filter's
+ * taps by a MatMul with it; the lowering recognises that flip by the same matrix.
+ */
+export function antiIdentity(k: number): Float32Array {
+  const data = new Float32Array(k * k);
+  for (let i = 0; i < k; i++) data[i * k + (k - 1 - i)] = 1;
+  return data;
+}
+
 export interface NchwcLowering {
   /** Convs moved to the blocked kernels. */
   lowered: number;
@@ -174,9 +184,8 @@ function flippedSwapSource(g: Model['graph'], producer: ReadonlyMap<string, Node
   if (!mm || !swap || swap.ints('perm')?.join() !== '1,0,2,3') return undefined;
   const j = g.initializers.get(mm.inputs[1]);
   if (!j || j.dtype !== 'float32' || j.dims.join() !== `${k},${k}`) return undefined;
-  const data = j.data as Float32Array;
-  for (let r = 0; r < k; r++) for (let c = 0; c < k; c++) if (data[r * k + c] !== (c === k - 1 - r ? 1 : 0)) return undefined;
-  return swap.inputs[0];
+  const flip = antiIdentity(k);
+  return (j.data as Float32Array).every((v, i) => v === flip[i]) ? swap.inputs[0] : undefined;
 }
 
 /**

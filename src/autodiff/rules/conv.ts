@@ -18,6 +18,7 @@
 import { GraftError } from '../../errors.js';
 import { float32, int64, tensor } from '../../onnx/tensor.js';
 import type { GraphBuilder } from '../../graph/builder.js';
+import { antiIdentity } from '../../graph/nchwc.js';
 import type { ConvDwMethod, ConvDxMethod, GradRule, RuleContext } from '../rule.js';
 
 export interface ConvGeometry {
@@ -139,17 +140,13 @@ function flippedWeight(ctx: RuleContext, g: ConvGeometry): string {
   // element by element (~6 ns/float), which made the flip of a 512×512×3×3 weight cost a third of
   // the conv it feeds; the MatMul streams at memory speed and is exact (x·1 + Σ 0·y)
   const k = g.kh * g.kw;
-  const flipped = b.op('MatMul', [b.op('Reshape', [t, b.i64([-1, k])]), antiIdentity(b, k)]);
+  const flipped = b.op('MatMul', [b.op('Reshape', [t, b.i64([-1, k])]), antiIdentityConstant(b, k)]);
   return b.op('Reshape', [flipped, b.i64([g.C, g.O / g.group, g.kh, g.kw])]);
 }
 
-/** The k×k anti-identity (ones on the anti-diagonal), one initializer per size per graph. */
-function antiIdentity(b: GraphBuilder, k: number): string {
-  return b.shared(`anti-identity:${k}`, () => {
-    const data = new Float32Array(k * k);
-    for (let i = 0; i < k; i++) data[i * k + (k - 1 - i)] = 1;
-    return float32([k, k], data);
-  });
+/** The k×k anti-identity as an initializer, one per size per graph (graph/nchwc recognises the flip by it). */
+function antiIdentityConstant(b: GraphBuilder, k: number): string {
+  return b.shared(`anti-identity:${k}`, () => float32([k, k], antiIdentity(k)));
 }
 
 function dxFlippedConv(ctx: RuleContext, g: ConvGeometry): string {
