@@ -60,6 +60,39 @@ function forwardModel(c: GradCheckCase, names: string[], wrt: Set<string>): { mo
   return { model, out };
 }
 
+/** A session computing graft's gradients of Σ y·seed with respect to `wrt` (seed = the upstream gradient dy). */
+async function backwardSession(c: GradCheckCase, names: string[], wrt: Set<string>, yShape: number[], seed: Float32Array) {
+  const bwd = forwardModel(c, names, wrt);
+  const bshapes = inferShapes(bwd.model);
+  const bb = new GraphBuilder(bwd.model.graph, { opset: bwd.model.opset });
+  const seedR = bb.initializer('R', float32(yShape, seed));
+  const { grads } = buildBackward({ graph: bwd.model.graph, seeds: new Map([[bwd.out, seedR]]), wrt: [...wrt], shapes: bshapes, opset: bwd.model.opset, options: c.options, builder: bb });
+  bwd.model.graph.outputs = [...wrt].map((n) => ({ name: grads.get(n)!, dtype: 'float32' as const, shape: [...c.inputs[n].dims] }));
+  bwd.model.graph.prune();
+  return { session: await ort.InferenceSession.create(modelToBytes(bwd.model)), grads };
+}
+
+/**
+ * graft's gradient of one input for a given upstream gradient dy — for exact checks where finite
+ * differences say nothing (ties, where the derivative is a convention).
+ */
+export async function analyticGrad(c: GradCheckCase, dy: Float32Array): Promise<Float32Array> {
+  const names = Object.keys(c.inputs);
+  const wrt = new Set(names.filter((n) => c.inputs[n].wrt !== false));
+  if (wrt.size !== 1) throw new Error('analyticGrad differentiates exactly one input');
+  const fwd = forwardModel(c, names, wrt);
+  const yShape = inferShapes(fwd.model).get(fwd.out)?.shape;
+  if (!yShape || !yShape.every((d): d is number => typeof d === 'number')) throw new Error(`output shape not static: ${JSON.stringify(yShape)}`);
+  const { session, grads } = await backwardSession(c, names, wrt, yShape, dy);
+  const [n] = wrt;
+  try {
+    const out = await session.run({ [n]: new ort.Tensor('float32', c.inputs[n].data!, c.inputs[n].dims) });
+    return out[grads.get(n)!].data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
 export async function gradCheck(c: GradCheckCase): Promise<GradCheckReport> {
   const seed = c.seed ?? 7;
   const names = Object.keys(c.inputs);
@@ -80,15 +113,7 @@ export async function gradCheck(c: GradCheckCase): Promise<GradCheckReport> {
   fwd.model.graph.outputs = [{ name: fwd.out, dtype: 'float32', shape: yShape }];
   const evalSession = await ort.InferenceSession.create(modelToBytes(fwd.model));
 
-  // backward graph: seed dy = R
-  const bwd = forwardModel(c, names, wrt);
-  const bshapes = inferShapes(bwd.model);
-  const bb = new GraphBuilder(bwd.model.graph, { opset: bwd.model.opset });
-  const seedR = bb.initializer('R', float32(yShape, R));
-  const { grads } = buildBackward({ graph: bwd.model.graph, seeds: new Map([[bwd.out, seedR]]), wrt: [...wrt], shapes: bshapes, opset: bwd.model.opset, options: c.options, builder: bb });
-  bwd.model.graph.outputs = [...wrt].map((n) => ({ name: grads.get(n)!, dtype: 'float32' as const, shape: [...c.inputs[n].dims] }));
-  bwd.model.graph.prune();
-  const gradSession = await ort.InferenceSession.create(modelToBytes(bwd.model));
+  const { session: gradSession, grads } = await backwardSession(c, names, wrt, yShape, R);
 
   const feeds = (override: Record<string, Float32Array> = {}) =>
     Object.fromEntries([...wrt].map((n) => [n, new ort.Tensor('float32', override[n] ?? c.inputs[n].data!, c.inputs[n].dims)]));

@@ -10,7 +10,7 @@ import type { ConvDwMethod, ConvDxMethod } from '../../src/autodiff/rule.js';
 import type { GraphBuilder } from '../../src/graph/builder.js';
 import { attr } from '../../src/graph/ir.js';
 import { fill } from '../fixtures/prng.js';
-import { gradCheck, type GradCheckCase } from './gradcheck.js';
+import { analyticGrad, gradCheck, type GradCheckCase } from './gradcheck.js';
 
 const TOL = 2e-3;
 
@@ -209,6 +209,28 @@ describe('pooling and reductions', () => {
   it('ReduceMean keepdims=0 over spatial axes', () => expectGradOk({ build: (b, i) => b.op('ReduceMean', [i.x], { axes: [2, 3], keepdims: 0 }), inputs: { x: { dims: [2, 3, 4, 5] } } }));
   it('ReduceSum (axes input) keepdims=1', () => expectGradOk({ build: (b, i) => b.op('ReduceSum', [i.x, b.i64([1])], { keepdims: 1 }), inputs: { x: { dims: [2, 3, 4] } } }));
   it('ReduceMax', () => expectGradOk({ build: (b, i) => b.op('ReduceMax', [i.x], { axes: [1], keepdims: 0 }), inputs: { x: { dims: [2, 6, 3], data: distinct(36, 5) } }, h: 1e-3 }));
+});
+
+// At a tie the derivative is a convention, which finite differences cannot check: these pin PyTorch's
+// (the same as TensorFlow's for the reductions) on exact values.
+describe('max gradients at ties', () => {
+  const x = Float32Array.from([1, 3, 3, 2, 0, 0, 0, 0]);
+  it('ReduceMax shares the gradient evenly between tied maxima (torch.amax, tf.reduce_max)', async () => {
+    const g = await analyticGrad({ build: (b, i) => b.op('ReduceMax', [i.x], { axes: [1], keepdims: 0 }), inputs: { x: { dims: [2, 4], data: x } } }, Float32Array.from([1, 2]));
+    expect(Array.from(g)).toEqual([0, 0.5, 0.5, 0, 0.5, 0.5, 0.5, 0.5]);
+  });
+  it('ReduceMin over every axis', async () => {
+    const g = await analyticGrad({ build: (b, i) => b.op('ReduceMin', [i.x], { keepdims: 1 }), inputs: { x: { dims: [2, 4], data: x } } }, Float32Array.from([8]));
+    expect(Array.from(g)).toEqual([0, 0, 0, 0, 2, 2, 2, 2]);
+  });
+  it('GlobalMaxPool routes to the first maximum in row-major order (adaptive_max_pool2d)', async () => {
+    const g = await analyticGrad({ build: (b, i) => b.op('GlobalMaxPool', [i.x]), inputs: { x: { dims: [2, 1, 2, 2], data: x } } }, Float32Array.from([1, 2]));
+    expect(Array.from(g)).toEqual([0, 1, 0, 0, 2, 0, 0, 0]);
+  });
+  it('MaxPool routes each window to its first maximum (max_pool2d)', async () => {
+    const g = await analyticGrad({ build: (b, i) => b.op('MaxPool', [i.x], { kernel_shape: [2, 2] }), inputs: { x: { dims: [2, 1, 2, 2], data: x } } }, Float32Array.from([1, 2]));
+    expect(Array.from(g)).toEqual([0, 1, 0, 0, 2, 0, 0, 0]);
+  });
 });
 
 describe('data movement', () => {

@@ -1,8 +1,8 @@
-/** Pooling gradients: max pooling routes through the argmax indices, average pooling spreads evenly. */
+/** Pooling gradients: max pooling routes to each window's first maximum, average pooling spreads evenly. */
 import { GraftError } from '../../errors.js';
 import type { GraphBuilder } from '../../graph/builder.js';
 import type { Node } from '../../graph/ir.js';
-import { float32 } from '../../onnx/tensor.js';
+import { float32, int64 } from '../../onnx/tensor.js';
 import type { GradRule, RuleContext } from '../rule.js';
 
 interface PoolGeometry {
@@ -135,8 +135,15 @@ export const poolRules: Record<string, GradRule> = {
     backward(ctx) {
       const { b, node } = ctx;
       const x = node.inputs[0];
-      const hit = b.op('Equal', [x, node.outputs[0]]);
-      ctx.grad(0, b.op('Where', [hit, b.op('Expand', [ctx.dY()!, ctx.shapeOf(x)]), b.f32(0)]));
+      const spatial = ctx.shape(x).slice(2).map((_, i) => i + 2);
+      const area = ctx.staticAxes(x, spatial, `the gradient of ${node.name}`).reduce((p, d) => p * d, 1);
+      // to the first maximum in row-major order, as PyTorch's adaptive_max_pool2d (which exports as
+      // GlobalMaxPool) and MaxPool's indices do: at a tie (a flat region) one position gets it all
+      const first = b.op('ArgMax', [b.op('Reshape', [x, b.i64([0, 0, -1])])], { axis: 2, keepdims: 1, select_last_index: 0 }); // [N, C, 1]
+      const positions = b.shared(`positions:${area}`, () => int64([area], Array.from({ length: area }, (_, k) => k)));
+      const routed = b.op('Where', [b.op('Equal', [positions, first]), b.op('Reshape', [ctx.dY()!, b.i64([0, 0, 1])]), b.f32(0)]);
+      ctx.grad(0, b.op('Reshape', [routed, ctx.shapeOf(x)]));
     },
   },
+
 };

@@ -63,14 +63,17 @@ export const reduceRules: Record<string, GradRule> = {
   ReduceMin: { differentiable: () => [0], backward: (ctx) => extremum(ctx) },
 };
 
-/** Every element equal to the extremum receives the gradient (ties share it in full, as in TF). */
+/**
+ * The elements equal to the extremum share its gradient evenly, as torch.amax / torch.max() and
+ * tf.reduce_max do (a ReduceMax comes from either).
+ */
 function extremum(ctx: RuleContext): void {
   const { b, node } = ctx;
   const axes = reducedAxes(ctx);
   if (axes === 'none') return ctx.grad(0, ctx.dY()!);
   const keep = node.int('keepdims', 1);
   const y = keep ? node.outputs[0] : b.op('Unsqueeze', [node.outputs[0], b.i64(axes)]);
-  const x = node.inputs[0];
-  const hit = b.op('Equal', [x, y]);
-  ctx.grad(0, b.op('Where', [hit, b.op('Expand', [restoreAxes(ctx, axes), ctx.shapeOf(x)]), b.f32(0)]));
+  const hit = b.op('Equal', [node.inputs[0], y]);
+  const ties = b.reduce('ReduceSum', b.op('Cast', [hit], { to: 1 }), axes, true);
+  ctx.grad(0, b.op('Where', [hit, b.op('Div', [restoreAxes(ctx, axes), ties]), b.f32(0)]));
 }
