@@ -3,7 +3,7 @@
  * max-pool routing, …), each a tiny graph over activation-sized tensors, timed interleaved. Every
  * pattern of a group computes the same values (checked against the group's first pattern).
  *
- *   npx tsx bench/finetune/micro-ops.ts [--group relu|clip|maxpool|all] [--dims 16,144,56,56] [--rounds 15]
+ *   npx tsx bench/finetune/micro-ops.ts [--group relu|clip|planes|all] [--dims 16,144,56,56] [--rounds 15] [--threads 1]
  */
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/graph/builder.js';
@@ -45,7 +45,7 @@ const PLANES: Record<string, (b: GraphBuilder, x: string, h: number, w: number) 
   },
 };
 
-const a = args({ group: 'all', dims: '16,144,56,56', rounds: '15' });
+const a = args({ group: 'all', dims: '16,144,56,56', rounds: '15', threads: '1' });
 if (a.group === 'planes') {
   const [N, C, H2, W2] = a.dims.split(',').map(Number);
   const [h, w] = [H2 / 2, W2 / 2];
@@ -58,12 +58,12 @@ if (a.group === 'planes') {
     g.inputs.push({ name: 'x', dtype: 'float32', shape: [N, C, H2, W2] });
     const out = build(b, 'x', h, w);
     g.outputs = [{ name: out, dtype: 'float32', shape: [N, 4 * C, h, w] }];
-    const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: 1 });
+    const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: Number(a.threads) });
     const fetches = { [out]: new ort.Tensor('float32', new Float32Array(N * 4 * C * h * w), [N, 4 * C, h, w]) };
     variants.push({ name, run: () => session.run({ x }, fetches) });
   }
   const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });
-  console.log(`# parity planes of [${a.dims}] threads=1; load ${r.load.join(' ')}`);
+  console.log(`# parity planes of [${a.dims}] threads=${a.threads}; load ${r.load.join(' ')}`);
   for (const s of r.stats) console.log(`${s.name.padEnd(36)} cpu med ${s.cpuMedMs} ms`);
   process.exit(0);
 }
@@ -83,7 +83,7 @@ for (const [group, patterns] of Object.entries(GROUPS)) {
     g.inputs.push({ name: 'y', dtype: 'float32', shape: dims }, { name: 'dy', dtype: 'float32', shape: dims });
     const out = build(b, 'y', 'dy');
     g.outputs = [{ name: out, dtype: 'float32', shape: dims }];
-    const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: 1 });
+    const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: Number(a.threads) });
     const feeds = { y: new ort.Tensor('float32', yData, dims), dy: new ort.Tensor('float32', dyData, dims) };
     const fetches = { [out]: new ort.Tensor('float32', new Float32Array(n), dims) };
     await session.run(feeds, fetches);
@@ -93,6 +93,6 @@ for (const [group, patterns] of Object.entries(GROUPS)) {
     variants.push({ name, run: () => session.run(feeds, fetches) });
   }
   const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });
-  console.log(`# ${group} on [${dims}] threads=1; load ${r.load.join(' ')}; other busy ${r.otherBusyCores}`);
+  console.log(`# ${group} on [${dims}] threads=${a.threads}; load ${r.load.join(' ')}; other busy ${r.otherBusyCores}`);
   for (const s of r.stats) console.log(`${s.name.padEnd(32)} cpu med ${s.cpuMedMs} ms  wall med ${s.wallMedMs} ms`);
 }
