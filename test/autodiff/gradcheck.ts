@@ -35,7 +35,7 @@ export interface GradCheckCase {
   /** Finite-difference step (relative to the input's scale). */
   h?: number;
   seed?: number;
-  /** Also feed the model with this symbolic-batch data input shape (exercise Shape-based rules). */
+  /** Declare axis 0 of the differentiated inputs as a symbol ("N"), so rules take their run-time-shape paths. */
   symbolicBatch?: boolean;
 }
 
@@ -51,13 +51,22 @@ function forwardModel(c: GradCheckCase, names: string[], wrt: Set<string>): { mo
   b.reserve(...names);
   for (const n of names) {
     const spec = c.inputs[n];
-    const dims: Dim[] = [...spec.dims];
+    const dims: Dim[] = spec.dims.map((d, k) => (c.symbolicBatch && k === 0 ? 'N' : d));
     if (wrt.has(n)) g.inputs.push({ name: n, dtype: 'float32', shape: dims });
     else g.initializers.set(n, float32(spec.dims, spec.data!));
   }
   const out = c.build(b, Object.fromEntries(names.map((n) => [n, n])));
   const model = new Model({ graph: g, opsetImports: [{ domain: '', version: c.opset ?? 17 }] });
   return { model, out };
+}
+
+/** The forward model as a session, and its output's dims for the inputs' data (symbolic dims resolved by running it). */
+async function forwardSession(c: GradCheckCase, names: string[], wrt: Set<string>) {
+  const fwd = forwardModel(c, names, wrt);
+  fwd.model.graph.outputs = [{ name: fwd.out, dtype: 'float32' }];
+  const session = await ort.InferenceSession.create(modelToBytes(fwd.model));
+  const y = (await session.run(Object.fromEntries([...wrt].map((n) => [n, new ort.Tensor('float32', c.inputs[n].data!, c.inputs[n].dims)]))))[fwd.out];
+  return { session, out: fwd.out, yShape: [...y.dims] };
 }
 
 /** A session computing graft's gradients of Σ y·seed with respect to `wrt` (seed = the upstream gradient dy). */
@@ -67,7 +76,7 @@ async function backwardSession(c: GradCheckCase, names: string[], wrt: Set<strin
   const bb = new GraphBuilder(bwd.model.graph, { opset: bwd.model.opset });
   const seedR = bb.initializer('R', float32(yShape, seed));
   const { grads } = buildBackward({ graph: bwd.model.graph, seeds: new Map([[bwd.out, seedR]]), wrt: [...wrt], shapes: bshapes, opset: bwd.model.opset, options: c.options, builder: bb });
-  bwd.model.graph.outputs = [...wrt].map((n) => ({ name: grads.get(n)!, dtype: 'float32' as const, shape: [...c.inputs[n].dims] }));
+  bwd.model.graph.outputs = [...wrt].map((n) => ({ name: grads.get(n)!, dtype: 'float32' as const }));
   bwd.model.graph.prune();
   return { session: await ort.InferenceSession.create(modelToBytes(bwd.model)), grads };
 }
@@ -80,9 +89,9 @@ export async function analyticGrad(c: GradCheckCase, dy: Float32Array): Promise<
   const names = Object.keys(c.inputs);
   const wrt = new Set(names.filter((n) => c.inputs[n].wrt !== false));
   if (wrt.size !== 1) throw new Error('analyticGrad differentiates exactly one input');
-  const fwd = forwardModel(c, names, wrt);
-  const yShape = inferShapes(fwd.model).get(fwd.out)?.shape;
-  if (!yShape || !yShape.every((d): d is number => typeof d === 'number')) throw new Error(`output shape not static: ${JSON.stringify(yShape)}`);
+  const fwd = await forwardSession(c, names, wrt);
+  await fwd.session.release();
+  const yShape = fwd.yShape;
   const { session, grads } = await backwardSession(c, names, wrt, yShape, dy);
   const [n] = wrt;
   try {
@@ -103,23 +112,17 @@ export async function gradCheck(c: GradCheckCase): Promise<GradCheckReport> {
   const wrt = new Set(names.filter((n) => c.inputs[n].wrt !== false));
 
   // forward + L = Σ y·R as an evaluable model with the wrt values as inputs
-  const fwd = forwardModel(c, names, wrt);
-  const shapes = inferShapes(fwd.model);
-  const yShape = shapes.get(fwd.out)?.shape;
-  if (!yShape || !yShape.every((d): d is number => typeof d === 'number')) throw new Error(`output shape not static: ${JSON.stringify(yShape)}`);
+  const { session: evalSession, out, yShape } = await forwardSession(c, names, wrt);
   const R = fill(seed + 1000, yShape, -1, 1);
-  // y is read back and L = Σ y·R summed in float64 here: summing in float32 inside the graph would add
-  // rounding noise that the finite difference then divides by 2h
-  fwd.model.graph.outputs = [{ name: fwd.out, dtype: 'float32', shape: yShape }];
-  const evalSession = await ort.InferenceSession.create(modelToBytes(fwd.model));
-
   const { session: gradSession, grads } = await backwardSession(c, names, wrt, yShape, R);
 
   const feeds = (override: Record<string, Float32Array> = {}) =>
     Object.fromEntries([...wrt].map((n) => [n, new ort.Tensor('float32', override[n] ?? c.inputs[n].data!, c.inputs[n].dims)]));
   const gradOut = await gradSession.run(feeds());
+  // y is read back and L = Σ y·R summed in float64 here: summing in float32 inside the graph would add
+  // rounding noise that the finite difference then divides by 2h
   const evalL = async (o: Record<string, Float32Array>) => {
-    const y = (await evalSession.run(feeds(o)))[fwd.out].data as Float32Array;
+    const y = (await evalSession.run(feeds(o)))[out].data as Float32Array;
     let sum = 0;
     for (let i = 0; i < y.length; i++) sum += y[i] * R[i];
     return sum;

@@ -241,6 +241,8 @@ describe('data movement', () => {
     await expectGradOk({ build: (b, i) => b.op('Unsqueeze', [i.x, b.i64([0])]), inputs: { x: { dims: [2, 3] } } });
   });
   it('Transpose', () => expectGradOk({ build: (b, i) => b.op('Transpose', [i.x], { perm: [0, 2, 3, 1] }), inputs: { x: { dims: [2, 3, 4, 5] } } }));
+  it('Concat along a symbolic batch axis (sizes known at run time)', () =>
+    expectGradOk({ build: (b, i) => b.op('Concat', [i.a, i.c], { axis: 0 }), inputs: { a: { dims: [2, 3] }, c: { dims: [3, 3] } }, symbolicBatch: true }));
   it('Concat (inputs of different sizes)', () =>
     expectGradOk({ build: (b, i) => b.op('Concat', [i.a, i.c, i.a], { axis: 1 }), inputs: { a: { dims: [2, 3, 2] }, c: { dims: [2, 5, 2] } } }));
   it('Split with an unused output', () =>

@@ -62,6 +62,13 @@ export const shapeRules: Record<string, GradRule> = {
       const rank = ctx.shape(node.outputs[0]).length;
       const raw = node.int('axis', 0);
       const axis = raw < 0 ? raw + rank : raw;
+      if (ctx.opset >= 13 && node.inputs.some((v) => typeof ctx.shape(v)[axis] !== 'number')) {
+        // sizes known only at run time (a batch axis): one Split by the inputs' run-time sizes
+        const sizes = b.op('Concat', node.inputs.map((v) => b.op('Gather', [ctx.shapeOf(v), b.i64([axis])])), { axis: 0 });
+        const parts = b.node('Split', [ctx.dY()!, sizes], { axis }, { outputs: node.inputs.length });
+        node.inputs.forEach((_, i) => ctx.needs(i) && ctx.grad(i, parts[i]));
+        return;
+      }
       let offset = 0;
       node.inputs.forEach((v, i) => {
         const [size] = ctx.staticAxes(v, [axis], `the gradient of ${node.name}`);
