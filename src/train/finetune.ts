@@ -29,7 +29,7 @@ import { checkpointExists, fingerprint, loadCheckpoint, removeCheckpoint, saveCh
 import { checkOutputDir, exportClassifier, saveClassifier } from './export.js';
 import { backboneFeatures, featureDim } from './features.js';
 import { evaluateWith, fit, type TrainerMethods } from './fit.js';
-import { buildHead } from './head.js';
+import { buildHead, STANDARDIZE_INV_STD, STANDARDIZE_MEAN } from './head.js';
 import { decayGroups, TRAINER_TASK, trainHead } from './head-train.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { imageSource, type ImageItem } from './image-source.js';
@@ -141,7 +141,11 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     const cw = o.classWeights === 'auto' ? Float32Array.from(balancedWeights(data.train, 'auto')) : undefined;
 
     // ---- phase 1: the head on cached features of the frozen backbone
-    const head = buildHead({ inputDim: featureDim(backbone), numClasses: K, hidden: o.hidden, dropout: settings.dropout, seed });
+    // The warm-up trains the head behind a standardisation of the features; fine-tuning keeps it in the
+    // graph (see HeadSpec.standardize), restored from the checkpoint on --resume
+    const headSpec = { inputDim: featureDim(backbone), numClasses: K, hidden: o.hidden, dropout: settings.dropout, seed };
+    const resumedScaling = ckpt?.warmupWeights?.[STANDARDIZE_MEAN] && { mean: ckpt.warmupWeights[STANDARDIZE_MEAN], invStd: ckpt.warmupWeights[STANDARDIZE_INV_STD] };
+    let head = buildHead({ ...headSpec, ...(resumedScaling ? { standardize: resumedScaling } : {}) });
     let history: EpochRecord[] = [];
     const skipped = new Map<string, SkippedFile>();
     let trainItems: ImageItem[] = items(data.train);
@@ -188,13 +192,14 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
           onEpoch: (record) => emit({ type: 'epoch', record: { ...record, phase: 'head' }, epochs: warmupEpochs + epochs }),
         },
       );
-      for (const p of head.params) head.model.graph.initializers.set(p, warm.head.model.graph.initializers.get(p)!);
+      head = buildHead({ ...headSpec, ...(warm.standardizer ? { standardize: warm.standardizer } : {}) });
+      for (const p of head.params) head.model.graph.initializers.set(p, float32(head.model.graph.initializers.get(p)!.dims, warm.weights[p]));
       history = warm.fit.history.map((r) => ({ ...r, phase: 'head' }));
     }
     // images that failed to decode once are left out from here on
     trainItems = trainItems.filter((i) => !skipped.has(i.path));
     valItems = valItems.filter((i) => !skipped.has(i.path));
-    const warmupWeights = Object.fromEntries(head.params.map((p) => [p, head.model.graph.initializers.get(p)!.data as Float32Array]));
+    const warmupWeights = Object.fromEntries([...head.params, ...head.constants].map((p) => [p, head.model.graph.initializers.get(p)!.data as Float32Array]));
 
     // ---- phase 2: unfreeze and train end to end
     const full = compose(backbone, head.model);

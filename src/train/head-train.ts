@@ -10,7 +10,7 @@ import type { Runtime, TaskHandle } from '../runtime/index.js';
 import { float32 } from '../onnx/tensor.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { fit, type EpochRecord, type FitResult, type TrainerMethods } from './fit.js';
-import { buildHead, type Head } from './head.js';
+import { buildHead, type Head, type Standardizer } from './head.js';
 import type { OptimizerConfig, ParamGroup } from './optim.js';
 import type { ScheduleConfig, ScheduleName } from './schedule.js';
 import type { TrainerInit } from './trainer.task.js';
@@ -45,8 +45,13 @@ export interface HeadTrainOptions {
 }
 
 export interface HeadTrainResult {
-  /** The head with its trained (best-epoch) weights in its initializers. */
+  /** The head with its trained (best-epoch) weights in its initializers, the standardisation folded in. */
   head: Head;
+  /** The standardisation the head was trained behind (undefined with `standardize: false`)… */
+  standardizer?: Standardizer;
+  /** …and the best-epoch weights as trained, on standardised features: buildHead({ standardize }) + these
+   * computes what `head` does, and trains on as the warm-up did (fine-tuning continues from here). */
+  weights: Record<string, Float32Array>;
   fit: FitResult;
 }
 
@@ -58,12 +63,6 @@ export function decayGroups(params: readonly string[], dims: ReadonlyMap<string,
     { params: decay, lrScale },
     { params: noDecay, lrScale, weightDecay: 0 },
   ].filter((g) => g.params.length > 0);
-}
-
-export interface Standardizer {
-  mean: Float32Array;
-  /** 1 / std, with std floored so constant features stay finite. */
-  invStd: Float32Array;
 }
 
 /** Per-dimension mean and inverse std of a feature set. */
@@ -148,7 +147,7 @@ export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undef
     const best = result.best?.state.weights ?? weights;
     for (const p of head.params) head.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
     if (scaler) foldStandardizer(head, scaler);
-    return { head, fit: result };
+    return { head, ...(scaler ? { standardizer: scaler } : {}), weights: Object.fromEntries(head.params.map((p) => [p, Float32Array.from(best[p])])), fit: result };
   } finally {
     await trainer.dispose();
   }

@@ -1,7 +1,7 @@
 /**
- * The new classifier head: features [N, D] → (Linear → ReLU → Dropout) → Dropout → Linear → logits
- * [N, K], initialised as torch.nn.Linear does (U(−1/√fan_in, 1/√fan_in) for weights and biases),
- * from a seed.
+ * The new classifier head: features [N, D] → (standardisation) → (Dropout → Linear → ReLU) → Dropout →
+ * Linear → logits [N, K], initialised as torch.nn.Linear does (U(−1/√fan_in, 1/√fan_in) for weights and
+ * biases), from a seed.
  */
 import { GraftError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
@@ -16,7 +16,19 @@ export interface HeadSpec {
   hidden?: number;
   /** Dropout before each linear layer (0 = none). */
   dropout?: number;
+  /**
+   * Fixed per-feature standardisation in front of everything else, (x − mean) · invStd, as constants:
+   * a head warmed up on standardised features keeps seeing them — and its dropout keeps dropping
+   * standardised values (to the mean), not raw ones (to 0, far outside what the head learned on).
+   */
+  standardize?: Standardizer;
   seed: number;
+}
+
+export interface Standardizer {
+  mean: Float32Array;
+  /** 1 / std, with std floored so constant features stay finite. */
+  invStd: Float32Array;
 }
 
 export interface Head {
@@ -27,9 +39,14 @@ export interface Head {
   logits: string;
   /** Parameter names, in order. */
   params: string[];
+  /** Constant initializers that are not parameters (the standardisation's mean and 1/std). */
+  constants: string[];
 }
 
 export const HEAD_PREFIX = 'head/';
+/** Initializer names of the standardisation's constants (see HeadSpec.standardize). */
+export const STANDARDIZE_MEAN = `${HEAD_PREFIX}features.mean`;
+export const STANDARDIZE_INV_STD = `${HEAD_PREFIX}features.inv_std`;
 
 function linearInit(seed: number, key: string, fanIn: number, dims: number[]) {
   const bound = 1 / Math.sqrt(fanIn);
@@ -51,6 +68,7 @@ export function buildHead(spec: HeadSpec): Head {
   const b = new GraphBuilder(g);
   b.reserve(input);
   const params: string[] = [];
+  const constants: string[] = [];
   const linear = (x: string, fanIn: number, out: number, name: string, output?: string) => {
     const w = `${HEAD_PREFIX}${name}.weight`;
     const bias = `${HEAD_PREFIX}${name}.bias`;
@@ -62,6 +80,16 @@ export function buildHead(spec: HeadSpec): Head {
   };
   const drop = (x: string) => (p > 0 ? b.op('Dropout', [x, b.f32(p)], {}, { name: b.fresh(`${HEAD_PREFIX}dropout`) }) : x);
   let x = input;
+  const st = spec.standardize;
+  if (st) {
+    if (st.mean.length !== D || st.invStd.length !== D) throw new GraftError('INVALID_ARGUMENT', `the standardisation has ${st.mean.length} means and ${st.invStd.length} scales for ${D} features.`);
+    const [mean, invStd] = [STANDARDIZE_MEAN, STANDARDIZE_INV_STD];
+    g.initializers.set(mean, float32([D], st.mean));
+    g.initializers.set(invStd, float32([D], st.invStd));
+    b.reserve(mean, invStd);
+    constants.push(mean, invStd);
+    x = b.op('Mul', [b.op('Sub', [x, mean]), invStd], {}, { name: `${HEAD_PREFIX}standardize` });
+  }
   let fanIn = D;
   if (spec.hidden) {
     x = b.op('Relu', [linear(drop(x), fanIn, spec.hidden, 'hidden')], {}, { name: `${HEAD_PREFIX}relu` });
@@ -69,5 +97,5 @@ export function buildHead(spec: HeadSpec): Head {
   }
   const logits = linear(drop(x), fanIn, K, 'fc', `${HEAD_PREFIX}logits`);
   g.outputs = [{ name: logits, dtype: 'float32', shape: ['N', K] }];
-  return { model: new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] }), input, logits, params };
+  return { model: new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] }), input, logits, params, constants };
 }

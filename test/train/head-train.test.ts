@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
+import { buildTrainStep } from '../../src/autodiff/train-step.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
+import { float32 } from '../../src/onnx/tensor.js';
 import { Runtime } from '../../src/runtime/index.js';
 import type { FeatureSet } from '../../src/train/feature-source.js';
+import { buildHead } from '../../src/train/head.js';
 import { trainHead, type HeadTrainOptions } from '../../src/train/head-train.js';
 import { createRng } from '../../src/util/random.js';
 
@@ -76,6 +79,32 @@ describe('head training on cached features', () => {
     }
     const bestEpoch = a.fit.best!.epoch;
     expect(loss / 60).toBeCloseTo(a.fit.history[bestEpoch - 1].valLoss!, 4);
+  });
+
+  it('returns its weights unfolded with the standardisation: buildHead({ standardize }) computes the exported head', async () => {
+    // features far from zero mean (as pooled ReLU6 activations are), so folding matters
+    const raw = blobs(150, 32, 3, 2, 3);
+    const train: FeatureSet = { ...raw, features: raw.features.map((v) => 4 + v) };
+    const r = await trainHead(train, undefined, 3, { ...base(), epochs: 3, dropout: 0.3 });
+    expect(r.standardizer!.mean[0]).toBeGreaterThan(3.9);
+    const behind = buildHead({ inputDim: 32, numClasses: 3, dropout: 0.3, seed: 1, standardize: r.standardizer });
+    for (const p of behind.params) behind.model.graph.initializers.set(p, float32(behind.model.graph.initializers.get(p)!.dims, r.weights[p]));
+    const logits = async (h: typeof behind) =>
+      (await (await ort.InferenceSession.create(modelToBytes(h.model))).run({ [h.input]: new ort.Tensor('float32', train.features.subarray(0, 10 * 32), [10, 32]) }))[h.logits].data as Float32Array;
+    const [folded, unfolded] = [await logits(r.head), await logits(behind)];
+    unfolded.forEach((v, i) => expect(v).toBeCloseTo(folded[i], 4));
+    // in training, its dropout drops standardised features: with every feature dropped, the logits are
+    // the bias (a dropped raw feature would read as −mean/std ≈ −4/0.15 instead)
+    const step = buildTrainStep(behind.model, { trainable: behind.params });
+    const feeds: Record<string, ort.Tensor> = {
+      [step.dataInput]: new ort.Tensor('float32', train.features.subarray(0, 2 * 32), [2, 32]),
+      [step.labels]: new ort.Tensor('int64', BigInt64Array.from([0n, 1n]), [2]),
+      [step.dropout[0].input]: new ort.Tensor('float32', new Float32Array(2 * 32), [2, 32]),
+    };
+    for (const p of step.params) feeds[p.name] = new ort.Tensor('float32', r.weights[p.name], p.dims);
+    const dropped = (await (await ort.InferenceSession.create(modelToBytes(step.model))).run(feeds))[step.logits].data as Float32Array;
+    const bias = r.weights['head/fc.bias'];
+    dropped.forEach((v, i) => expect(v).toBeCloseTo(bias[i % 3], 5));
   });
 
   it('early stopping stops when validation loss stalls and keeps the best epoch', async () => {
