@@ -65,10 +65,15 @@ export async function lrFind(o: LrFindOptions): Promise<LrFindResult> {
   return { lrs, losses, ...suggest(lrs, losses) };
 }
 
-/** Steepest descent of the loss per log-lr, over the part of the curve before its minimum. */
+/**
+ * Steepest descent of the loss per log-lr, over the part of the curve before its minimum. The first few
+ * smoothed values average only a handful of batches, so the minimum is looked for after them: a lucky
+ * first batch (a warmed-up head starts low) would otherwise be "the minimum" and leave no descent at all.
+ */
 export function suggest(lrs: readonly number[], losses: readonly number[]): { suggestion: number; minimumOver10: number } {
-  let iMin = 0;
-  for (let i = 1; i < losses.length; i++) if (losses[i] < losses[iMin]) iMin = i;
+  const settle = Math.min(losses.length - 1, Math.max(3, Math.round(losses.length / 10)));
+  let iMin = settle;
+  for (let i = settle + 1; i < losses.length; i++) if (losses[i] < losses[iMin]) iMin = i;
   let steepest = 0;
   let slope = Infinity;
   // a slope over a few points: single-step differences of a noisy curve point anywhere

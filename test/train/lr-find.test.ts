@@ -16,6 +16,17 @@ describe('LR range test', () => {
     expect(minimumOver10).toBeGreaterThan(1e-3);
   });
 
+  it('is not fooled by a low first batch: the curve measured fine-tuning a warmed-up head on emoji', () => {
+    // 18 steps of the range test (smoothed losses): the first batches happen to be easy, the loss rises
+    // while the rate is too small to matter, falls from 6e-3 to 4e-2, then explodes
+    const losses = [1.097, 1.135, 1.208, 1.264, 1.368, 1.392, 1.373, 1.354, 1.358, 1.364, 1.363, 1.359, 1.33, 1.29, 1.256, 1.935, 3.483, 24.804];
+    const lrs = losses.map((_, i) => 1e-7 * 2.5 ** i);
+    const { suggestion, minimumOver10 } = suggest(lrs, losses);
+    expect(suggestion).toBeGreaterThan(lrs[11]);
+    expect(suggestion).toBeLessThan(lrs[15]);
+    expect(minimumOver10).toBeCloseTo(lrs[14] / 10, 12);
+  });
+
   it('the exponential schedule goes from the start rate to the end rate', () => {
     const c = { name: 'exponential' as const, lr: 10, startLr: 1e-7, totalSteps: 100 };
     expect(scheduleAt(c, 0).lr).toBeCloseTo(1e-7, 12);
