@@ -26,11 +26,20 @@ export interface StepArgs extends LoopOptions {
   threads: number;
   size: number;
   classes: number;
+  /**
+   * Probe, not what graft train does: R trainer replicas on R worker threads with threads / R intra-op
+   * threads each, every step giving each replica batch / R images at once. Each replica updates its own
+   * copy of the weights — an upper bound on data-parallel speed: real data parallelism would also sum the
+   * gradients and share the weights every step.
+   */
+  replicas?: number;
 }
 
 export async function measureStep(a: StepArgs): Promise<void> {
   // the worker threads and the NCHWc probe first, outside compile_s (graft pays them once per process)
-  const runtime = await Runtime.create({ threads: a.threads });
+  const replicas = a.replicas ?? 1;
+  if (a.threads % replicas || a.batch % replicas) throw new Error(`replicas (${replicas}) must divide threads (${a.threads}) and batch (${a.batch})`);
+  const runtime = await Runtime.create({ threads: a.threads / replicas, workers: replicas });
   try {
     await measureWith(runtime, a);
   } finally {
@@ -39,6 +48,7 @@ export async function measureStep(a: StepArgs): Promise<void> {
 }
 
 async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
+  const replicas = a.replicas ?? 1;
   // as src/train/finetune.ts: convs with fed weights on ORT's blocked kernels when this machine has them
   const nchwcBlock = await runtime.nchwcBlock();
   const t0 = performance.now();
@@ -67,17 +77,19 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
     seed: 0,
   };
   const compiledMs = performance.now() - t0;
-  const trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
+  const trainers: TaskHandle<TrainerMethods>[] = [];
+  for (let i = 0; i < replicas; i++) trainers.push((await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>);
   const sessionMs = performance.now() - t0 - compiledMs;
-  const dims = inDims;
+  const dims = [inDims[0] / replicas, ...inDims.slice(1)];
   const data = { dtype: 'float32' as const, dims, data: fill(0, dims, -2, 2) };
-  const labels = toInt64(Int32Array.from({ length: a.batch }, (_, i) => i % a.classes));
+  const labels = toInt64(Int32Array.from({ length: dims[0] }, (_, i) => i % a.classes));
   let k = 0;
   const losses: number[] = [];
   const r = await timedLoop(
     async () => {
-      const out = await trainer.call('step', { data, labels, step: k++ });
-      losses.push(out.loss);
+      const outs = await Promise.all(trainers.map((t) => t.call('step', { data, labels, step: k })));
+      k++;
+      losses.push(outs[0].loss);
     },
     a.batch,
     a,
@@ -91,6 +103,7 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
     size: a.size,
     classes: a.classes,
     threads: a.threads,
+    ...(replicas > 1 ? { replicas } : {}),
     trainable_params: trainableParams,
     graph_nodes: step.model.graph.nodes.length,
     step_input: dims.join('×'),
@@ -100,7 +113,7 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
     last_loss: round(losses[losses.length - 1], 4),
     ...r,
   });
-  await trainer.dispose();
+  await Promise.all(trainers.map((t) => t.dispose()));
 }
 
 /** The step's data input dims at this batch: the image batch, or the cached prefix output's shape. */
