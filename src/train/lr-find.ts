@@ -67,23 +67,34 @@ export async function lrFind(o: LrFindOptions): Promise<LrFindResult> {
 
 /**
  * Steepest descent of the loss per log-lr, over the part of the curve before its minimum. The first few
- * smoothed values average only a handful of batches, so the minimum is looked for after them: a lucky
- * first batch (a warmed-up head starts low) would otherwise be "the minimum" and leave no descent at all.
+ * smoothed values average only a handful of batches, so the minimum and the descent are looked for after
+ * them: a lucky first batch (a warmed-up head starts low) would otherwise be "the minimum". When the loss
+ * never falls by more than the smoothing's noise before its minimum — fine-tuning a warmed-up head often
+ * starts near its best — there is no descent to ride: a tenth of the rate where the loss starts climbing.
  */
 export function suggest(lrs: readonly number[], losses: readonly number[]): { suggestion: number; minimumOver10: number } {
   const settle = Math.min(losses.length - 1, Math.max(3, Math.round(losses.length / 10)));
   let iMin = settle;
   for (let i = settle + 1; i < losses.length; i++) if (losses[i] < losses[iMin]) iMin = i;
-  let steepest = 0;
+  const minimumOver10 = lrs[iMin] / 10;
+  const min = losses[iMin];
+  if (Math.max(...losses.slice(settle, iMin + 1)) - min < FLAT * min) {
+    const climb = losses.findIndex((l, i) => i > iMin && l > (1 + FLAT) * min);
+    return { suggestion: lrs[climb < 0 ? lrs.length - 1 : climb] / 10, minimumOver10 };
+  }
+  let steepest = settle;
   let slope = Infinity;
   // a slope over a few points: single-step differences of a noisy curve point anywhere
   const w = Math.max(1, Math.round(losses.length / 20));
-  for (let i = w; i <= iMin; i++) {
+  for (let i = settle + w; i <= iMin; i++) {
     const s = (losses[i] - losses[i - w]) / (Math.log(lrs[i]) - Math.log(lrs[i - w]));
     if (s < slope) {
       slope = s;
       steepest = i - Math.floor(w / 2);
     }
   }
-  return { suggestion: lrs[steepest], minimumOver10: lrs[iMin] / 10 };
+  return { suggestion: lrs[steepest], minimumOver10 };
 }
+
+/** A relative change of the smoothed loss below this is noise, not a descent or a climb. */
+const FLAT = 0.1;

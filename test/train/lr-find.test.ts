@@ -27,6 +27,15 @@ describe('LR range test', () => {
     expect(minimumOver10).toBeCloseTo(lrs[14] / 10, 12);
   });
 
+  it('on a flat curve (a warmed-up head fine-tuned), a tenth of the rate where the loss starts climbing', () => {
+    // measured: graft train --mode finetune --lr find on 320 emoji images of 4 classes, 42 steps
+    const losses = [1.285, 1.161, 1.148, 1.051, 1.04, 1.097, 1.08, 1.061, 1.063, 1.022, 1.022, 1.023, 1.02, 1.031, 1.022, 1.029, 1.029, 1.017, 1.048, 1.051, 1.062, 1.061, 1.062, 1.051, 1.057, 1.066, 1.053, 1.067, 1.079, 1.088, 1.112, 1.126, 1.131, 1.171, 1.254, 1.253, 1.38, 1.516, 1.695, 1.861, 3.33, 5.594];
+    const lrs = losses.map((_, i) => 1e-7 * 1.36 ** i);
+    const { suggestion } = suggest(lrs, losses);
+    // the loss passes 1.1 × its minimum at step 31
+    expect(suggestion).toBeCloseTo(lrs[31] / 10, 12);
+  });
+
   it('the exponential schedule goes from the start rate to the end rate', () => {
     const c = { name: 'exponential' as const, lr: 10, startLr: 1e-7, totalSteps: 100 };
     expect(scheduleAt(c, 0).lr).toBeCloseTo(1e-7, 12);
