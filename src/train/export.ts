@@ -14,6 +14,7 @@ import { META_OUTPUT_KIND, writeLabels, writePreprocess } from '../models/metada
 import type { PreprocessConfig } from '../models/preprocess.js';
 import { atomicWriteFile, removeQuietly, tempPathFor } from '../util/fs.js';
 import { saveModel } from '../graph/serialize.js';
+import { foldStandardization } from './head.js';
 
 export const PROBABILITIES = 'probabilities';
 
@@ -38,6 +39,7 @@ export function exportClassifier(logitsModel: Model, opts: ExportOptions): Model
   const K = opts.labels.length;
   g.outputs = [{ name: probs, dtype: 'float32', shape: ['N', K] }];
   removeIdentities(g);
+  foldStandardization(joined);
   const folded = foldBatchNorm(joined);
   folded.graph.valueInfo.clear();
   folded.graph.name = 'graft_classifier';

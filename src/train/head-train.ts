@@ -10,7 +10,7 @@ import type { Runtime, TaskHandle } from '../runtime/index.js';
 import { float32 } from '../onnx/tensor.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { fit, type EpochRecord, type FitResult, type TrainerMethods } from './fit.js';
-import { buildHead, type Head, type Standardizer } from './head.js';
+import { buildHead, foldStandardization, type Head, type Standardizer } from './head.js';
 import type { OptimizerConfig, ParamGroup } from './optim.js';
 import type { ScheduleConfig, ScheduleName } from './schedule.js';
 import type { TrainerInit } from './trainer.task.js';
@@ -95,27 +95,6 @@ function standardized(set: FeatureSet, s: Standardizer): FeatureSet {
   return { ...set, features: out };
 }
 
-/** Rewrites Gemm(x, W, b) of standardised x as a Gemm of raw x: W' = W/σ, b' = b − W'·μ. */
-function foldStandardizer(head: Head, s: Standardizer): void {
-  const g = head.model.graph;
-  const first = g.nodes.find((n) => n.opType === 'Gemm')!;
-  const [, wName, bName] = first.inputs;
-  const w = g.initializers.get(wName)!;
-  const [out, dim] = w.dims;
-  const W = Float32Array.from(w.data as Float32Array);
-  const B = Float32Array.from(g.initializers.get(bName)!.data as Float32Array);
-  for (let o = 0; o < out; o++) {
-    let shift = 0;
-    for (let d = 0; d < dim; d++) {
-      W[o * dim + d] *= s.invStd[d];
-      shift += W[o * dim + d] * s.mean[d];
-    }
-    B[o] -= shift;
-  }
-  g.initializers.set(wName, float32([out, dim], W));
-  g.initializers.set(bName, float32([out], B));
-}
-
 export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undefined, numClasses: number, o: HeadTrainOptions): Promise<HeadTrainResult> {
   const scaler = o.standardize === false ? undefined : fitStandardizer(rawTrain);
   const train = scaler ? standardized(rawTrain, scaler) : rawTrain;
@@ -145,9 +124,11 @@ export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undef
   try {
     const result = await fit({ trainer, source, numClasses, epochs: o.epochs, patience: o.patience, signal: o.signal, onEpoch: o.onEpoch });
     const best = result.best?.state.weights ?? weights;
-    for (const p of head.params) head.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
-    if (scaler) foldStandardizer(head, scaler);
-    return { head, ...(scaler ? { standardizer: scaler } : {}), weights: Object.fromEntries(head.params.map((p) => [p, Float32Array.from(best[p])])), fit: result };
+    // the exported head reads raw features: the trained weights behind the standardisation, folded
+    const trained = scaler ? buildHead({ inputDim: train.dim, numClasses, hidden: o.hidden, dropout: o.dropout, seed: o.seed, standardize: scaler }) : head;
+    for (const p of trained.params) trained.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
+    foldStandardization(trained.model);
+    return { head: { ...trained, constants: [] }, ...(scaler ? { standardizer: scaler } : {}), weights: Object.fromEntries(head.params.map((p) => [p, Float32Array.from(best[p])])), fit: result };
   } finally {
     await trainer.dispose();
   }

@@ -6,6 +6,7 @@
 import { GraftError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { Graph, Model } from '../graph/graph.js';
+import type { Node } from '../graph/ir.js';
 import { float32 } from '../onnx/tensor.js';
 import { fork } from '../util/random.js';
 
@@ -99,3 +100,52 @@ export function buildHead(spec: HeadSpec): Head {
   g.outputs = [{ name: logits, dtype: 'float32', shape: ['N', K] }];
   return { model: new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] }), input, logits, params, constants };
 }
+
+/**
+ * Folds the head's standardisation (HeadSpec.standardize) into its first linear layer, as BatchNorm is
+ * folded into convs for export: Gemm(Dropout((x − mean)·invStd), W, b) = Gemm(Dropout(x), W·invStd,
+ * b − (W·invStd)·mean) at inference. The model then reads raw features; without a standardisation it is
+ * left as it is.
+ */
+export function foldStandardization(model: Model): void {
+  const g = model.graph;
+  const scale = g.nodes.find((n) => n.name === `${HEAD_PREFIX}standardize`);
+  if (!scale) return;
+  const { producer, consumers } = g.index();
+  const center = producer.get(scale.inputs[0]);
+  const mean = g.initializers.get(STANDARDIZE_MEAN);
+  const invStd = g.initializers.get(STANDARDIZE_INV_STD);
+  if (!center || center.opType !== 'Sub' || !mean || !invStd) throw new GraftError('MODEL_UNSUPPORTED', 'the head standardisation is not (x − mean) · invStd.');
+  // the first linear layer, through the dropout (an identity at inference) in between
+  let v = scale.outputs[0];
+  let gemm: Node | undefined;
+  for (;;) {
+    const users = consumers.get(v) ?? [];
+    if (users.length !== 1) break;
+    if (users[0].opType === 'Gemm') gemm = users[0];
+    if (users[0].opType !== 'Dropout') break;
+    v = users[0].outputs[0];
+  }
+  if (!gemm || gemm.inputs[0] !== v || gemm.int('transB', 0) !== 1 || gemm.int('transA', 0) !== 0) throw new GraftError('MODEL_UNSUPPORTED', 'the head standardisation does not feed a linear layer.');
+  const [, wName, bName] = gemm.inputs;
+  const w = g.initializers.get(wName)!;
+  const [out, dim] = w.dims;
+  const W = Float32Array.from(w.data as Float32Array);
+  const B = Float32Array.from(g.initializers.get(bName)!.data as Float32Array);
+  const [mu, inv] = [mean.data as Float32Array, invStd.data as Float32Array];
+  for (let o = 0; o < out; o++) {
+    let shift = 0;
+    for (let d = 0; d < dim; d++) {
+      W[o * dim + d] *= inv[d];
+      shift += W[o * dim + d] * mu[d];
+    }
+    B[o] -= shift;
+  }
+  g.initializers.set(wName, float32([out, dim], W));
+  g.initializers.set(bName, float32([out], B));
+  for (const n of consumers.get(scale.outputs[0]) ?? []) n.inputs = n.inputs.map((i) => (i === scale.outputs[0] ? center.inputs[0] : i));
+  g.nodes = g.nodes.filter((n) => n !== scale && n !== center);
+  g.initializers.delete(STANDARDIZE_MEAN);
+  g.initializers.delete(STANDARDIZE_INV_STD);
+}
+

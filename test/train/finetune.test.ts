@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel } from '../../src/graph/serialize.js';
 import { Runtime } from '../../src/runtime/index.js';
 import { readMetricsJson } from '../../src/train/metrics-json.js';
 import { train, type TrainOptions } from '../../src/train/train.js';
@@ -73,6 +74,10 @@ describe('graft train --mode finetune', () => {
     reference = r.metrics;
     expect(r.metrics.history.map((h) => h.phase)).toEqual(['head', 'finetune', 'finetune', 'finetune']);
     for (const f of ['model.onnx', 'labels.json', 'metrics.json', 'report.html']) expect(existsSync(join(out, f)), f).toBe(true);
+    // the head's standardisation, kept in the graph for training, is folded into its first layer on export
+    const exported = loadModel(join(out, 'model.onnx'));
+    expect(exported.graph.nodes.some((n) => n.name.startsWith('head/standardize'))).toBe(false);
+    expect([...exported.graph.initializers.keys()].filter((k) => k.startsWith('head/features.'))).toEqual([]);
     expect(existsSync(join(out, 'checkpoint'))).toBe(false);
     expect(readMetricsJson(out).config.unfreeze).toBe('1');
   }, 300_000);

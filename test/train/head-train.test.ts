@@ -5,7 +5,7 @@ import { modelToBytes } from '../../src/graph/serialize.js';
 import { float32 } from '../../src/onnx/tensor.js';
 import { Runtime } from '../../src/runtime/index.js';
 import type { FeatureSet } from '../../src/train/feature-source.js';
-import { buildHead } from '../../src/train/head.js';
+import { buildHead, foldStandardization } from '../../src/train/head.js';
 import { trainHead, type HeadTrainOptions } from '../../src/train/head-train.js';
 import { createRng } from '../../src/util/random.js';
 
@@ -105,6 +105,21 @@ describe('head training on cached features', () => {
     const dropped = (await (await ort.InferenceSession.create(modelToBytes(step.model))).run(feeds))[step.logits].data as Float32Array;
     const bias = r.weights['head/fc.bias'];
     dropped.forEach((v, i) => expect(v).toBeCloseTo(bias[i % 3], 5));
+  });
+
+  it('foldStandardization folds the standardisation into the first layer, through dropout and a hidden layer', async () => {
+    const D = 24;
+    const standardize = { mean: Float32Array.from({ length: D }, (_, d) => 3 + d / 10), invStd: Float32Array.from({ length: D }, (_, d) => 1 / (0.1 + d / 50)) };
+    const h = buildHead({ inputDim: D, numClasses: 4, hidden: 8, dropout: 0.3, seed: 3, standardize });
+    const x = new ort.Tensor('float32', blobs(6, D, 2, 4).features.map((v) => 3 + v), [6, D]);
+    const run = async (m: typeof h.model) => (await (await ort.InferenceSession.create(modelToBytes(m))).run({ [h.input]: x }))[h.logits].data as Float32Array;
+    const before = await run(h.model);
+    const folded = h.model.clone();
+    foldStandardization(folded);
+    const after = await run(folded);
+    after.forEach((v, i) => expect(v).toBeCloseTo(before[i], 4));
+    expect(folded.graph.nodes.map((n) => n.opType)).not.toContain('Sub');
+    expect([...folded.graph.initializers.keys()].filter((k) => k.startsWith('head/features.'))).toEqual([]);
   });
 
   it('early stopping stops when validation loss stalls and keeps the best epoch', async () => {
