@@ -80,9 +80,14 @@ export function fitStandardizer(set: FeatureSet): Standardizer {
     const o = r * dim;
     for (let d = 0; d < dim; d++) sq[d] += (features[o + d] - mean[d]) ** 2;
   }
-  const invStd = new Float32Array(dim);
-  for (let d = 0; d < dim; d++) invStd[d] = 1 / Math.max(Math.sqrt(sq[d] / Math.max(1, n)), 1e-6);
-  return { mean: Float32Array.from(mean), invStd };
+  const std = Array.from(sq, (s) => Math.sqrt(s / Math.max(1, n)));
+  // A feature (almost) constant on the training set — a ReLU channel that never fires there — would get
+  // a huge scale, and its slightest activation on a validation image, or once fine-tuning moves the
+  // backbone, would read as thousands of standard deviations: the std is floored at a tenth of the
+  // median feature's
+  const sorted = [...std].sort((a, b) => a - b);
+  const floor = Math.max(1e-6, 0.1 * sorted[sorted.length >> 1]);
+  return { mean: Float32Array.from(mean), invStd: Float32Array.from(std, (s) => 1 / Math.max(s, floor)) };
 }
 
 function standardized(set: FeatureSet, s: Standardizer): FeatureSet {

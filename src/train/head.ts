@@ -28,7 +28,7 @@ export interface HeadSpec {
 
 export interface Standardizer {
   mean: Float32Array;
-  /** 1 / std, with std floored so constant features stay finite. */
+  /** 1 / std (std floored: see fitStandardizer). */
   invStd: Float32Array;
 }
 

@@ -6,7 +6,7 @@ import { float32 } from '../../src/onnx/tensor.js';
 import { Runtime } from '../../src/runtime/index.js';
 import type { FeatureSet } from '../../src/train/feature-source.js';
 import { buildHead, foldStandardization } from '../../src/train/head.js';
-import { trainHead, type HeadTrainOptions } from '../../src/train/head-train.js';
+import { fitStandardizer, trainHead, type HeadTrainOptions } from '../../src/train/head-train.js';
 import { createRng } from '../../src/util/random.js';
 
 /** Gaussian blobs in D dimensions: class k centred at a random unit-ish direction. */
@@ -105,6 +105,22 @@ describe('head training on cached features', () => {
     const dropped = (await (await ort.InferenceSession.create(modelToBytes(step.model))).run(feeds))[step.logits].data as Float32Array;
     const bias = r.weights['head/fc.bias'];
     dropped.forEach((v, i) => expect(v).toBeCloseTo(bias[i % 3], 5));
+  });
+
+  it('a feature constant on the training set (a dead ReLU channel) is not scaled into thousands of σ', () => {
+    // 3 features: two spread with std ≈ 0.1 and 0.2, one always 0 in training
+    const rows = 200;
+    const features = new Float32Array(rows * 3);
+    const rng = createRng(9);
+    for (let r = 0; r < rows; r++) {
+      features[r * 3] = 1 + 0.1 * rng.normal();
+      features[r * 3 + 1] = 2 + 0.2 * rng.normal();
+    }
+    const s = fitStandardizer({ features, labels: new Int32Array(rows), dim: 3 });
+    expect(1 / s.invStd[0]).toBeCloseTo(0.1, 1);
+    // floored at a tenth of the median std (0.1 here): a 0.05 activation later reads as ~5σ, not 50 000σ
+    expect(1 / s.invStd[2]).toBeGreaterThan(0.005);
+    expect(1 / s.invStd[2]).toBeLessThan(0.02);
   });
 
   it('foldStandardization folds the standardisation into the first layer, through dropout and a hidden layer', async () => {
