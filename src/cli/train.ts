@@ -204,7 +204,7 @@ export const trainCommand: CommandModule = {
       .option('--no-cache', 'do not read or write the feature cache')
       .option('--unfreeze <all|n>', 'fine-tune: train the last n stages of the backbone, or all (default all)')
       .option('--warmup-epochs <n>', 'fine-tune: head epochs on frozen features first (default 3)', wholeArg('--warmup-epochs'))
-      .option('--lr-mult <x>', 'fine-tune: the earliest unfrozen stage learns x times slower than the head (default 10)', nonNegativeNumberArg('--lr-mult'))
+      .option('--lr-mult <x>', 'fine-tune: the earliest unfrozen stage learns x times slower than the head, the last √x times (default 100, as fastai)', nonNegativeNumberArg('--lr-mult'))
       .option('--no-augment', 'fine-tune: no random crops, flips or colour jitter')
       .option('--clip-grad <norm>', 'fine-tune: clip the global gradient norm', nonNegativeNumberArg('--clip-grad'))
       .addOption(new Option('--bn <mode>', 'fine-tune: frozen BatchNorm statistics (default) or batch statistics').choices(['frozen', 'train']))
