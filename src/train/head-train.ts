@@ -10,7 +10,7 @@ import type { Runtime, TaskHandle } from '../runtime/index.js';
 import { float32 } from '../onnx/tensor.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { fit, type EpochRecord, type FitResult, type TrainerMethods } from './fit.js';
-import { buildHead, foldStandardization, type Head, type Standardizer } from './head.js';
+import { buildHead, foldIntoLinear, type Head, type Standardizer } from './head.js';
 import type { OptimizerConfig, ParamGroup } from './optim.js';
 import type { ScheduleConfig, ScheduleName } from './schedule.js';
 import type { TrainerInit } from './trainer.task.js';
@@ -129,11 +129,11 @@ export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undef
   try {
     const result = await fit({ trainer, source, numClasses, epochs: o.epochs, patience: o.patience, signal: o.signal, onEpoch: o.onEpoch });
     const best = result.best?.state.weights ?? weights;
-    // the exported head reads raw features: the trained weights behind the standardisation, folded
-    const trained = scaler ? buildHead({ inputDim: train.dim, numClasses, hidden: o.hidden, dropout: o.dropout, seed: o.seed, standardize: scaler }) : head;
-    for (const p of trained.params) trained.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
-    foldStandardization(trained.model);
-    return { head: { ...trained, constants: [] }, ...(scaler ? { standardizer: scaler } : {}), weights: Object.fromEntries(head.params.map((p) => [p, Float32Array.from(best[p])])), fit: result };
+    for (const p of head.params) head.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
+    // the exported head reads raw features: the standardisation folded into its first linear layer
+    // (params[0] and [1], that layer's weight and bias)
+    if (scaler) foldIntoLinear(head.model.graph, head.params[0], head.params[1], scaler);
+    return { head, ...(scaler ? { standardizer: scaler } : {}), weights: Object.fromEntries(head.params.map((p) => [p, Float32Array.from(best[p])])), fit: result };
   } finally {
     await trainer.dispose();
   }

@@ -127,25 +127,30 @@ export function foldStandardization(model: Model): void {
     v = users[0].outputs[0];
   }
   if (!gemm || gemm.inputs[0] !== v || gemm.int('transB', 0) !== 1 || gemm.int('transA', 0) !== 0) throw new GraftError('MODEL_UNSUPPORTED', 'the head standardisation does not feed a linear layer.');
-  const [, wName, bName] = gemm.inputs;
-  const w = g.initializers.get(wName)!;
-  const [out, dim] = w.dims;
-  const W = Float32Array.from(w.data as Float32Array);
-  const B = Float32Array.from(g.initializers.get(bName)!.data as Float32Array);
-  const [mu, inv] = [mean.data as Float32Array, invStd.data as Float32Array];
-  for (let o = 0; o < out; o++) {
-    let shift = 0;
-    for (let d = 0; d < dim; d++) {
-      W[o * dim + d] *= inv[d];
-      shift += W[o * dim + d] * mu[d];
-    }
-    B[o] -= shift;
-  }
-  g.initializers.set(wName, float32([out, dim], W));
-  g.initializers.set(bName, float32([out], B));
+  foldIntoLinear(g, gemm.inputs[1], gemm.inputs[2], { mean: mean.data as Float32Array, invStd: invStd.data as Float32Array });
   for (const n of consumers.get(scale.outputs[0]) ?? []) n.inputs = n.inputs.map((i) => (i === scale.outputs[0] ? center.inputs[0] : i));
   g.nodes = g.nodes.filter((n) => n !== scale && n !== center);
   g.initializers.delete(STANDARDIZE_MEAN);
   g.initializers.delete(STANDARDIZE_INV_STD);
 }
 
+/**
+ * Rewrites the linear layer (weight [out, D], bias [out]) of standardised inputs as one of raw inputs:
+ * W' = W·diag(invStd), b' = b − W'·mean.
+ */
+export function foldIntoLinear(g: Graph, weight: string, bias: string, s: Standardizer): void {
+  const w = g.initializers.get(weight)!;
+  const [out, dim] = w.dims;
+  const W = Float32Array.from(w.data as Float32Array);
+  const B = Float32Array.from(g.initializers.get(bias)!.data as Float32Array);
+  for (let o = 0; o < out; o++) {
+    let shift = 0;
+    for (let d = 0; d < dim; d++) {
+      W[o * dim + d] *= s.invStd[d];
+      shift += W[o * dim + d] * s.mean[d];
+    }
+    B[o] -= shift;
+  }
+  g.initializers.set(weight, float32([out, dim], W));
+  g.initializers.set(bias, float32([out], B));
+}

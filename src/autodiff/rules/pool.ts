@@ -145,5 +145,4 @@ export const poolRules: Record<string, GradRule> = {
       ctx.grad(0, b.op('Reshape', [routed, ctx.shapeOf(x)]));
     },
   },
-
 };
