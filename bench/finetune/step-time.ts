@@ -25,6 +25,7 @@ interface Variant {
 export const VARIANTS: Record<string, Variant> = {
   base: {},
   noFold: { step: { foldBatchNorm: false } },
+  activationBeforePool: { step: { poolBeforeActivation: false } },
   plainConv: { step: { nchwcBlock: 0 } },
   spin: { session: { spin: true } },
   parallel: { session: { interOp: 2 } },

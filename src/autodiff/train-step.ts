@@ -48,6 +48,12 @@ export interface TrainStepOptions {
    * blocked kernels (graph/nchwc). Absent or 0: plain Conv nodes.
    */
   nchwcBlock?: number;
+  /**
+   * A Relu or Clip whose only reader is a MaxPool runs after the pool instead (default true): the same
+   * values and gradients (max commutes with a nondecreasing function), but the activation and its
+   * gradient mask work on the pooled tensor — a quarter of the size for ResNet's stem and VGG's pools.
+   */
+  poolBeforeActivation?: boolean;
   grad?: GradOptions;
 }
 
@@ -97,6 +103,7 @@ export function buildTrainStep(forward: Model, opts: TrainStepOptions): TrainSte
   const dropout = replaceDropout(g.nodes, b, before);
   const bnStats = opts.batchNorm === 'train' ? decomposeTrainingBatchNorm(model, b, trainable) : [];
   if (opts.foldBatchNorm ?? true) foldFrozenBatchNorm(model, b, trainable);
+  if (opts.poolBeforeActivation ?? true) poolBeforeActivation(model, b);
 
   // trainable weights (and live BN statistics) become inputs, in a stable order
   const params = [...trainable].map((name) => ({ name, dims: [...g.initializers.get(name)!.dims] }));
@@ -271,6 +278,35 @@ function foldFrozenBatchNorm(model: Model, b: GraphBuilder, trainable: ReadonlyS
     removed.add(n);
   }
   g.nodes = g.nodes.filter((n) => !removed.has(n)).flatMap((n) => [...(emitted.get(n) ?? []), n]);
+}
+
+/**
+ * Activation → MaxPool becomes MaxPool → activation, for Relu and Clip (nondecreasing, so the max of the
+ * activated window is the activation of the window's max, and a window's first maximum is the same
+ * element either way wherever the activation's gradient is not 0). Only when the MaxPool is the
+ * activation's sole reader and the pool has no indices output; the pool's output name is kept.
+ */
+function poolBeforeActivation(model: Model, b: GraphBuilder): void {
+  const g = model.graph;
+  const { consumers } = g.index();
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const moved = new Map<Node, Node>();
+  for (const act of g.nodes) {
+    if ((act.opType !== 'Relu' && act.opType !== 'Clip') || act.domain !== '' || outputs.has(act.outputs[0])) continue;
+    const readers = consumers.get(act.outputs[0]) ?? [];
+    const pool = readers[0];
+    if (readers.length !== 1 || pool.opType !== 'MaxPool' || pool.domain !== '' || pool.outputs.slice(1).some(Boolean) || pool.inputs[0] !== act.outputs[0]) continue;
+    const pooled = pool.outputs[0];
+    const raw = b.fresh(`${pooled}_before_${act.opType.toLowerCase()}`);
+    pool.inputs = [act.inputs[0]];
+    pool.outputs = [raw];
+    act.inputs = [raw, ...act.inputs.slice(1)];
+    act.outputs = [pooled];
+    moved.set(act, pool);
+  }
+  if (moved.size === 0) return;
+  const after = new Map([...moved].map(([act, pool]) => [pool, act]));
+  g.nodes = g.nodes.filter((n) => !moved.has(n)).flatMap((n) => (after.has(n) ? [n, after.get(n)!] : [n]));
 }
 
 export interface EvalStep {

@@ -21,7 +21,7 @@ const K = 4;
  * variant (Softplus, average pooling) is for finite differences across the whole network: with ReLU
  * and max pooling some kink always sits inside the step (those rules have exact tests of their own).
  */
-function smallCnn(smooth = true): Model {
+function smallCnn(smooth = true, clip = false): Model {
   const g = new Graph({ inputs: [{ name: 'image', dtype: 'float32', shape: ['batch', 3, 8, 8] }] });
   const b = new GraphBuilder(g);
   const w = (name: string, dims: number[], seed: number, lo = -0.5, hi = 0.5) => {
@@ -34,7 +34,7 @@ function smallCnn(smooth = true): Model {
     momentum: attr.f(0.9),
   });
   const act = smooth ? 'Softplus' : 'Relu';
-  const r1 = b.op(act, [bn]);
+  const r1 = clip ? b.op('Clip', [bn, b.f32(0), b.f32(0.6)]) : b.op(act, [bn]);
   const p1 = b.op(smooth ? 'AveragePool' : 'MaxPool', [r1], { kernel_shape: [2, 2], strides: [2, 2] });
   const c2 = b.op('Conv', [p1, w('conv2.weight', [8, 6, 3, 3], 6), w('conv2.bias', [8], 7)], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
   const r2 = b.op(act, [c2]);
@@ -57,8 +57,7 @@ interface Run {
   stats: Map<string, Float32Array>;
 }
 
-async function compile(opts: Omit<TrainStepOptions, 'trainable'> & { trainable?: string[] } = {}): Promise<Run> {
-  const model = smallCnn();
+async function compile(opts: Omit<TrainStepOptions, 'trainable'> & { trainable?: string[] } = {}, model = smallCnn()): Promise<Run> {
   const step = buildTrainStep(model, { trainable: opts.trainable ?? ALL, ...opts });
   const session = await ort.InferenceSession.create(modelToBytes(step.model));
   const weights = new Map(step.params.map((p) => [p.name, Float32Array.from(model.graph.initializers.get(p.name)!.data as Float32Array)]));
@@ -164,6 +163,27 @@ describe('buildTrainStep', () => {
     expect(relu.model.graph.nodes.some((n) => n.opType === 'ScatterElements')).toBe(true);
     const head = buildTrainStep(smallCnn(false), { trainable: ['fc.weight'] });
     expect(head.model.graph.nodes.some((n) => n.opType === 'ScatterElements')).toBe(false);
+  });
+
+  it.each([
+    ['ReLU', false],
+    ['Clip (both bounds reached)', true],
+  ])('a %s read only by a max pool runs after the pool, with the same loss and gradients', async (_, clip) => {
+    const moved = await compile({}, smallCnn(false, clip));
+    const kept = await compile({ poolBeforeActivation: false }, smallCnn(false, clip));
+    const producerOf = (r: Run, v: string) => r.step.model.graph.nodes.find((n) => n.outputs.includes(v))!;
+    const pool = (r: Run) => r.step.model.graph.nodes.find((n) => n.opType === 'MaxPool')!;
+    expect(producerOf(moved, pool(moved).inputs[0]).opType).toBe('Conv');
+    const act = clip ? 'Clip' : 'Relu';
+    expect(moved.step.model.graph.nodes.find((n) => n.inputs[0] === pool(moved).outputs[0])?.opType).toBe(act);
+    expect(producerOf(kept, pool(kept).inputs[0]).opType).toBe(act);
+    const [a, b] = [await run(moved), await run(kept)];
+    expect(a[moved.step.loss].data[0]).toBe(b[kept.step.loss].data[0]);
+    for (const p of moved.step.params) {
+      const [ga, gb] = [a[p.grad].data as Float32Array, b[kept.step.params.find((q) => q.name === p.name)!.grad].data as Float32Array];
+      expect(ga.some((v) => v !== 0), p.name).toBe(true);
+      ga.forEach((v, i) => expect(Math.abs(v - gb[i]), `${p.name}[${i}]`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(gb[i]))));
+    }
   });
 
   it('frozen layers get no gradient outputs and no backward nodes', async () => {
