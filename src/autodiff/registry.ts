@@ -1,5 +1,5 @@
 /** Op type → gradient rule. Each family of ops keeps its rules in one file under rules/. */
-import type { Node } from '../graph/ir.js';
+import { isDefaultDomain, type Node } from '../graph/ir.js';
 import type { GradRule } from './rule.js';
 import { activationRules } from './rules/activation.js';
 import { convRules } from './rules/conv.js';
@@ -24,7 +24,7 @@ const RULES = new Map<string, GradRule>(
 );
 
 export function ruleFor(node: Node): GradRule | undefined {
-  if (node.domain !== '' && node.domain !== 'ai.onnx') return undefined;
+  if (!isDefaultDomain(node.domain)) return undefined;
   return RULES.get(node.opType);
 }
 

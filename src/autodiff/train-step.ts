@@ -13,7 +13,7 @@
 import { GraftError } from '../errors.js';
 import { GraphBuilder } from '../graph/builder.js';
 import type { Model } from '../graph/graph.js';
-import type { Dim, Node, ValueInfo } from '../graph/ir.js';
+import { isDefaultDomain, type Dim, type Node, type ValueInfo } from '../graph/ir.js';
 import { inferShapes } from '../graph/shapes.js';
 import { lowerConvsToNchwc } from '../graph/nchwc.js';
 import { float32, toNumbers } from '../onnx/tensor.js';
@@ -78,7 +78,7 @@ export function buildTrainStep(forward: Model, opts: TrainStepOptions): TrainSte
     throw new GraftError('MODEL_UNSUPPORTED', `the model uses ONNX opset ${forward.opset}; graft trains opset 13 or newer. Re-export it with a newer opset (torch.onnx.export(..., opset_version=17)).`);
   }
   const model = forward.clone();
-  model.opsetImports = model.opsetImports.map((o) => (o.domain === '' || o.domain === 'ai.onnx' ? { ...o, version: Math.max(o.version, TRAIN_OPSET) } : o));
+  model.opsetImports = model.opsetImports.map((o) => (isDefaultDomain(o.domain) ? { ...o, version: Math.max(o.version, TRAIN_OPSET) } : o));
   model.irVersion = Math.max(model.irVersion, 8);
   const g = model.graph;
   const b = new GraphBuilder(g, { opset: model.opset });
@@ -292,10 +292,10 @@ function poolBeforeActivation(model: Model, b: GraphBuilder): void {
   const outputs = new Set(g.outputs.map((o) => o.name));
   const moved = new Map<Node, Node>();
   for (const act of g.nodes) {
-    if ((act.opType !== 'Relu' && act.opType !== 'Clip') || act.domain !== '' || outputs.has(act.outputs[0])) continue;
+    if ((act.opType !== 'Relu' && act.opType !== 'Clip') || !isDefaultDomain(act.domain) || outputs.has(act.outputs[0])) continue;
     const readers = consumers.get(act.outputs[0]) ?? [];
     const pool = readers[0];
-    if (readers.length !== 1 || pool.opType !== 'MaxPool' || pool.domain !== '' || pool.outputs.slice(1).some(Boolean) || pool.inputs[0] !== act.outputs[0]) continue;
+    if (readers.length !== 1 || pool.opType !== 'MaxPool' || !isDefaultDomain(pool.domain) || pool.outputs.slice(1).some(Boolean) || pool.inputs[0] !== act.outputs[0]) continue;
     const pooled = pool.outputs[0];
     const raw = b.fresh(`${pooled}_before_${act.opType.toLowerCase()}`);
     pool.inputs = [act.inputs[0]];

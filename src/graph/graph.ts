@@ -1,7 +1,6 @@
 import { GraftError } from '../errors.js';
 import type { Tensor } from '../onnx/tensor.js';
-import type { Node} from './ir.js';
-import { type OpsetImport, type ValueInfo } from './ir.js';
+import { isDefaultDomain, type Node, type OpsetImport, type ValueInfo } from './ir.js';
 
 export interface GraphIndex {
   /** value name → the node that produces it (graph inputs and initializers have none). */
@@ -205,7 +204,7 @@ export class Model {
 
   /** The default-domain (ai.onnx) opset version. */
   get opset(): number {
-    return this.opsetImports.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 1;
+    return this.opsetImports.find((o) => isDefaultDomain(o.domain))?.version ?? 1;
   }
 
   clone(): Model {

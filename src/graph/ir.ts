@@ -16,6 +16,9 @@ export type AttrValue =
   // subgraphs, sparse tensors, type protos: kept verbatim so a model survives a round trip untouched
   | { readonly kind: 'proto'; readonly value: AttributeProto };
 
+/** The standard ONNX operator set, which files name either way. */
+export const isDefaultDomain = (domain: string): boolean => domain === '' || domain === 'ai.onnx';
+
 /** Attribute constructors for the cases plain JS values can't express (a float with an integral value). */
 export const attr = {
   i: (value: number): AttrValue => ({ kind: 'int', value }),

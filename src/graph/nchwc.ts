@@ -16,7 +16,7 @@
  */
 import { GraphBuilder } from './builder.js';
 import type { Model } from './graph.js';
-import type { Dim, Node } from './ir.js';
+import { isDefaultDomain, type Dim, type Node } from './ir.js';
 import { inferShapes } from './shapes.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
@@ -81,11 +81,11 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
   const soleUser = (value: string, opType: string): Node | undefined => {
     const users = consumers.get(value) ?? [];
     const u = users[0];
-    return !outputs.has(value) && users.length === 1 && u.opType === opType && (u.domain === '' || u.domain === 'ai.onnx') ? u : undefined;
+    return !outputs.has(value) && users.length === 1 && u.opType === opType && isDefaultDomain(u.domain) ? u : undefined;
   };
 
   for (const n of g.nodes) {
-    if (n.opType !== 'Conv' || (n.domain !== '' && n.domain !== 'ai.onnx') || dropped.has(n)) continue;
+    if (n.opType !== 'Conv' || !isDefaultDomain(n.domain) || dropped.has(n)) continue;
     const [x, w, bias] = n.inputs;
     if (g.initializers.has(w)) continue; // ORT lowers constant-weight convs itself, with pre-packed filters
     const wShape = shapes.get(w)?.shape;
@@ -177,7 +177,7 @@ function reorderFilterOIHWBiBo(b: GraphBuilder, boInside: string, [O, I, kh, kw]
 function flippedSwapSource(g: Model['graph'], producer: ReadonlyMap<string, Node>, w: string, k: number): string | undefined {
   const from = (v: string | undefined, op: string): Node | undefined => {
     const n = v === undefined ? undefined : producer.get(v);
-    return n && n.opType === op && (n.domain === '' || n.domain === 'ai.onnx') ? n : undefined;
+    return n && n.opType === op && isDefaultDomain(n.domain) ? n : undefined;
   };
   const mm = from(from(w, 'Reshape')?.inputs[0], 'MatMul');
   const swap = from(from(mm?.inputs[0], 'Reshape')?.inputs[0], 'Transpose');

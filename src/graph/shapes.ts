@@ -8,7 +8,7 @@ import { GraftError } from '../errors.js';
 import { numel, toNumbers, type DType } from '../onnx/tensor.js';
 import { isStatic, mergeShapes } from './dims.js';
 import { Model, topologicalOrder, type Graph } from './graph.js';
-import type { Dim, Node, ValueInfo } from './ir.js';
+import { isDefaultDomain, type Dim, type Node, type ValueInfo } from './ir.js';
 import { SHAPE_RULES } from './shape-rules.js';
 
 export interface ShapeInferenceOptions {
@@ -91,7 +91,6 @@ class Ctx implements InferCtx {
   }
 }
 
-const isDefaultDomain = (d: string) => d === '' || d === 'ai.onnx';
 
 /** Shapes, dtypes and small-tensor values of every value in the graph that inference can determine. */
 export function inferShapesDetailed(target: Graph | Model, opts: ShapeInferenceOptions = {}): ShapeInferenceResult {

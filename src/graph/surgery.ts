@@ -6,11 +6,11 @@ import { GraftError } from '../errors.js';
 import { float32, numel, type Tensor } from '../onnx/tensor.js';
 import { GraphBuilder } from './builder.js';
 import { Model, topologicalOrder, type Graph } from './graph.js';
-import { attr, type Dim, type Node } from './ir.js';
+import { attr, isDefaultDomain, type Dim, type Node } from './ir.js';
 import { inferShapes } from './shapes.js';
 
 const graphOf = (t: Graph | Model): Graph => (t instanceof Model ? t.graph : t);
-const isDefault = (n: Node) => n.domain === '' || n.domain === 'ai.onnx';
+const isDefault = (n: Node) => isDefaultDomain(n.domain);
 const FLOAT_TYPES = new Set(['float32', 'float16', 'bfloat16', 'float64']);
 
 /** The initializer a value comes from, following Identity nodes (torch shares equal weights through them). */

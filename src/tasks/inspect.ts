@@ -6,7 +6,7 @@
 import { differentiableOps } from '../autodiff/registry.js';
 import { isGraftError } from '../errors.js';
 import { topologicalOrder, type Model } from '../graph/graph.js';
-import type { Dim, Node } from '../graph/ir.js';
+import { isDefaultDomain, type Dim, type Node } from '../graph/ir.js';
 import { inferShapes } from '../graph/shapes.js';
 import { countParams, cutPoints, featureCandidates, opHistogram, type ParamCount } from '../graph/surgery.js';
 import { BUILTIN_MODELS } from '../models/builtins.js';
@@ -101,7 +101,7 @@ export interface InspectReport {
 const FLOATS = new Set(['float32', 'float16', 'bfloat16', 'float64']);
 const LABELS_SHOWN = 10;
 
-const opKey = (n: Node) => (n.domain === '' || n.domain === 'ai.onnx' ? n.opType : `${n.domain}.${n.opType}`);
+const opKey = (n: Node) => (isDefaultDomain(n.domain) ? n.opType : `${n.domain}.${n.opType}`);
 
 /** Describes a model for `graft inspect`: never runs it, and reports (rather than throws) what stops it being a classifier. */
 export async function inspect(spec: string, opts: InspectOptions = {}): Promise<InspectReport> {
@@ -178,7 +178,7 @@ function isFloatValue(types: ReturnType<typeof inferShapes>, v: string): boolean
 }
 
 function hasRule(n: Node, grads: Set<string>): boolean {
-  return (n.domain === '' || n.domain === 'ai.onnx') && grads.has(n.opType);
+  return isDefaultDomain(n.domain) && grads.has(n.opType);
 }
 
 /** Values computed from the graph inputs through float values (what image data flows through). */
