@@ -180,7 +180,7 @@ export const trainCommand: CommandModule = {
       .command('train')
       .description('train a classifier for your classes: a new head on a frozen pretrained network (--mode head, scenario 2) or fine-tuning (--mode finetune, scenario 3)')
       .argument('<data>', 'image folder laid out as DATA/<class>/*.jpg, or a CSV/JSON manifest of path,label')
-      .addOption(new Option('--mode <mode>', 'head: train a new head on frozen features; finetune: also train the last stages').choices(['head', 'finetune']).default('head'))
+      .addOption(new Option('--mode <mode>', 'head: train a new head on frozen features; finetune: also train the backbone (all of it, or its last stages with --unfreeze)').choices(['head', 'finetune']).default('head'))
       .option('-m, --model <spec>', 'pretrained model: builtin name, .onnx file, model directory, hf:owner/repo, or https URL', DEFAULT_BUILTIN)
       .option('--layer <name>', 'feature layer to cut at (a value or node name; see graft inspect); default: measured per builtin, else the classifier input')
       .option('-o, --out <dir>', `output directory (default ${DEFAULT_OUT})`)
