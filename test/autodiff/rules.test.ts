@@ -138,6 +138,10 @@ describe('convolution', () => {
     { name: '3×3 s1 p1', x: [2, 3, 7, 7], w: [4, 3, 3, 3], attrs: { pads: [1, 1, 1, 1] }, bias: true },
     { name: '3×3 s2 p1 on odd size', x: [2, 3, 7, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
     { name: '3×3 s2 asymmetric (Keras same)', x: [2, 3, 8, 8], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [0, 0, 1, 1] } },
+    { name: '3×3 s2 p1 on even size (parity planes)', x: [2, 3, 8, 8], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: '3×2 s2 dilation 2 on even size, uneven pads', x: [2, 3, 10, 8], w: [4, 3, 3, 2], attrs: { strides: [2, 2], dilations: [2, 2], pads: [2, 0, 1, 1] } },
+    { name: '7×7 s2 p3 on even size', x: [2, 3, 12, 12], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
+    { name: '1×1 s2 on even size', x: [2, 5, 6, 6], w: [3, 5, 1, 1], attrs: { strides: [2, 2] } },
     { name: '1×1 s1', x: [2, 5, 4, 4], w: [3, 5, 1, 1], attrs: {}, bias: true },
     { name: '1×1 s2', x: [2, 5, 5, 5], w: [3, 5, 1, 1], attrs: { strides: [2, 2] } },
     { name: '7×7 s2 p3 stem', x: [2, 3, 11, 11], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
@@ -159,10 +163,13 @@ describe('convolution', () => {
     };
     expect(chooseDw(geom(64, 64, 3, 1, 56), 'auto')).toBe('tapGather');
     expect(chooseDw(geom(256, 256, 3, 1, 14), 'auto')).toBe('tapGather');
-    expect(chooseDw(geom(128, 256, 3, 2, 28), 'auto')).toBe('tapGemm'); // strided: no row gather
+    expect(chooseDw(geom(128, 256, 3, 2, 28), 'auto')).toBe('tapGather'); // stride 2: rows of the parity planes
+    expect(chooseDw(geom(128, 256, 3, 2, 27), 'auto')).toBe('tapGemm'); // odd size: no parity planes
+    expect(chooseDw(geom(3, 32, 3, 2, 224), 'auto')).toBe('tapGemm'); // RGB stem: dY dwarfs X
     expect(chooseDw(geom(512, 512, 3, 1, 7), 'auto')).toBe('im2col'); // 7×7 maps: one Gemm over the taps
     expect(chooseDw(geom(256, 512, 3, 2, 14), 'auto')).toBe('im2col');
-    expect(chooseDw(geom(256, 512, 1, 2, 14), 'auto')).toBe('tapGemm');
+    expect(chooseDw(geom(256, 512, 1, 2, 14), 'auto')).toBe('tapGather');
+    expect(chooseDw(geom(256, 512, 1, 1, 14), 'auto')).toBe('tapGemm');
     expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('batchAsChannels');
     expect(chooseDw(geom(32, 32, 3, 1, 56, 32), 'auto')).toBe('tapReduce');
   });

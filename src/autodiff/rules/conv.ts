@@ -84,13 +84,16 @@ export function chooseDx(g: ConvGeometry, requested: ConvDxMethod): Exclude<Conv
   return flippable ? 'flippedConv' : 'convTranspose';
 }
 
+/** Whether dwTapGather handles this conv: stride 1, or stride 2 in both axes over an even-sized input (its parity planes). */
+const rowGathers = (g: ConvGeometry): boolean => g.sh === g.sw && (g.sh === 1 || (g.sh === 2 && g.H % 2 === 0 && g.W % 2 === 0));
+
 /** Output positions per image up to which dense 3×3 weight gradients use im2col rather than per-tap Gemms. */
 const IM2COL_MAX_POSITIONS = 49;
 
 export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<ConvDwMethod, 'auto'> {
   const dense = g.group === 1;
   const depthwise = isDepthwise(g) && g.O === g.C;
-  if (requested === 'tapGather') return dense ? (g.sh === 1 && g.sw === 1 ? 'tapGather' : 'tapGemm') : 'batchAsChannels';
+  if (requested === 'tapGather') return dense ? (rowGathers(g) ? 'tapGather' : 'tapGemm') : 'batchAsChannels';
   if (requested === 'tapGemm' || requested === 'im2col' || requested === 'tapMatMul') return dense ? requested : 'batchAsChannels';
   if (requested === 'tapReduce') return depthwise ? 'tapReduce' : dense ? 'tapGemm' : 'batchAsChannels';
   if (requested === 'batchAsChannels') return 'batchAsChannels';
@@ -101,8 +104,13 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   // last-stage step on 2 threads 252 → 239 ms, 1 thread 418 → 414 ms (no change on the 14×14 and larger)
   if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.OH * g.OW <= IM2COL_MAX_POSITIONS) return 'im2col';
   // Stride 1 above that: the taps' rows gathered rather than sliced (see dwTapGather): ResNet-18 full step
-  // on 2 threads 1219 → 1170 ms (medians of three alternating runs), 1 thread unchanged (2003 vs 2022 ms)
-  if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.sh === 1 && g.sw === 1) return 'tapGather';
+  // on 2 threads 1219 → 1170 ms (medians of three alternating runs), 1 thread unchanged (2003 vs 2022 ms);
+  // stride 2 likewise, from the parity planes: 1 thread 2005 → 1997 ms, 2 threads 1099 → 1097 ms (medians of
+  // 10 and 16 alternating pairs) — small on a quiet machine, but the strided slices it replaces ran on one
+  // thread and slowed several-fold when the machine was busy, while gathers use every thread. Not on RGB
+  // stems (C < 16): there dY is ten times X's size, and its shifted copy outweighs the slices of X saved
+  // (MobileNetV2 full step, 2 threads: 844 ms with the stem's slices, 884 ms with its gathers)
+  if (dense && g.kh * g.kw <= 9 && rowGathers(g) && (g.sh === 1 ? g.kh * g.kw > 1 : g.C >= 16)) return 'tapGather';
   if (dense && g.kh * g.kw <= 9) return 'tapGemm';
   if (depthwise) return 'tapReduce';
   return 'batchAsChannels';
@@ -260,48 +268,72 @@ function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
 }
 
 /**
- * Stride-1 weight gradients without per-tap copies of X:
- *   dW[o, c, i, j] = Σ_{n, y, x} dY[n, o, y, x + pl − j·dw] · X[n, c, y + i·dh − pt, x]   (x over X's width)
- * so kernel row i needs X's rows shifted by i (one Gather per kernel row, which also puts the channel
- * axis first, reading a zero row where the shift leaves the image) and kernel column j needs dY's columns
- * shifted by j (one Pad of dY per kernel column). Why: onnxruntime runs Slice, Pad and Transpose on one
- * thread, and on two threads those copies ran slower than on one, while Gather copies rows in
- * parallel. A 3 × 3 conv with pads 1: three Gathers of X, one of dY and two shifted copies of dY, instead
- * of two transposes, a pad and nine slices of X. CPU time per layer on 2 threads (bench/finetune/tune-conv.ts):
- * 68 → 60 ms at 64 × 56², 52 → 44 ms at 128 × 28², 45 → 42 ms at 256 × 14².
+ * Weight gradients without per-tap copies of X (stride 1, or stride 2 on even-sized inputs):
+ *   dW[o, c, i, j] = Σ_{n, y, x} dY[n, o, y, x] · X[n, c, s·y + i·dh − pt, s·x + j·dw − pl]
+ * With stride 1, kernel row i needs X's rows shifted by i (one Gather per kernel row, which also puts the
+ * channel axis first, reading a zero row where the shift leaves the image) and kernel column j needs dY's
+ * columns shifted by j (one Pad of dY per kernel column), against X's rows at full width. With stride 2,
+ * one SpaceToDepth pass splits X into its four parity planes (X[2y + a, 2x + b] for a, b ∈ {0, 1}); tap
+ * (i, j) reads plane ((i·dh − pt) mod 2, (j·dw − pl) mod 2) at a shift of ⌊(i·dh − pt)/2⌋ rows and
+ * ⌊(j·dw − pl)/2⌋ columns, so the same row gathers and dY shifts apply, with one gather per kernel row and
+ * column parity. Why: onnxruntime runs Slice, Pad and Transpose on one thread, and on two threads those
+ * copies ran slower than on one, while Gather copies rows in parallel (a strided tap slice at 64 × 56², in
+ * 28-float runs: 0.6 ms on a quiet machine, 3 ms on a busy one; its row gather 0.4 ms). A 3 × 3 conv with pads 1: three or six
+ * Gathers of X, one of dY and one or two shifted copies of dY, instead of transposes, a pad and nine slices.
+ * CPU time per stride-1 layer on 2 threads (bench/finetune/tune-conv.ts): 68 → 60 ms at 64 × 56², 52 → 44 ms
+ * at 128 × 28², 45 → 42 ms at 256 × 14².
  */
 function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
   const { b, node } = ctx;
   const x = node.inputs[0];
   const dY = ctx.dY()!;
-  // dYᵀ [O, N, OH, OW] by a row Gather, then per kernel column shifted to X's width (negative pads crop)
+  const s = g.sh; // = g.sw, 1 or 2 (chooseDw)
+  const planes = s * s;
+  const [Hs, Ws] = [g.H / s, g.W / s];
+  /** (parity, shift) of kernel offset k·d − p along an axis of stride s. */
+  const split = (t: number): [number, number] => [((t % s) + s) % s, Math.floor(t / s)];
+  // dYᵀ [O, N, OH, OW] by a row Gather, then per column shift moved to the planes' width (negative pads crop)
   const n = b.op('Gather', [ctx.shapeOf(x), b.i64Scalar(0)]); // the batch stays symbolic
   const dyRows = b.shared(`dy-rows:${g.O}x${g.OH}`, () => int64([g.O, 1, g.OH], Array.from({ length: g.O * g.OH }, (_, k) => k)));
   const dyIdx = b.op('Add', [dyRows, batchOffsets(b, n, g.O * g.OH)]);
   const dYt = b.op('Gather', [b.op('Reshape', [dY, b.i64([-1, g.OW])]), dyIdx], { axis: 0 });
-  const dYShifted: string[] = [];
-  for (let j = 0; j < g.kw; j++) {
-    const left = j * g.dw - g.pl;
-    const right = g.W - g.OW - left;
-    const shifted = left === 0 && right === 0 ? dYt : b.op('Pad', [dYt, b.i64([0, 0, 0, left, 0, 0, 0, right])]);
-    dYShifted.push(b.op('Reshape', [shifted, b.i64([g.O, -1])])); // [O, N·OH·W]
-  }
-  // X's rows [N·C·H, W], plus one zero row at index N·C·H for rows outside the image
-  const rows = b.op('Concat', [b.op('Reshape', [x, b.i64([-1, g.W])]), b.shared(`zero-row:${g.W}`, () => float32([1, g.W]))], { axis: 0 });
-  const zeroAt = b.op('Mul', [n, b.i64Scalar(g.C * g.H)]);
-  const imageRows = batchOffsets(b, n, g.C * g.H);
+  const dYShifted = new Map<number, string>();
+  const dYAt = (shift: number): string => {
+    let v = dYShifted.get(shift);
+    if (!v) {
+      const right = Ws - g.OW - shift;
+      const shifted = shift === 0 && right === 0 ? dYt : b.op('Pad', [dYt, b.i64([0, 0, 0, shift, 0, 0, 0, right])]);
+      dYShifted.set(shift, (v = b.op('Reshape', [shifted, b.i64([g.O, -1])]))); // [O, N·OH·Ws]
+    }
+    return v;
+  };
+  // rows [N·planes·C·Hs, Ws] of X or of its parity planes, plus one zero row at the end for rows outside
+  const source = s === 1 ? x : b.op('SpaceToDepth', [x], { blocksize: s });
+  const rows = b.op('Concat', [b.op('Reshape', [source, b.i64([-1, Ws])]), b.shared(`zero-row:${Ws}`, () => float32([1, Ws]))], { axis: 0 });
+  const zeroAt = b.op('Mul', [n, b.i64Scalar(planes * g.C * Hs)]);
+  const imageRows = batchOffsets(b, n, planes * g.C * Hs);
+  const columns = Array.from({ length: g.kw }, (_, j) => split(j * g.dw - g.pl));
   const parts: string[] = [];
   for (let i = 0; i < g.kh; i++) {
-    // [C, 1, OH]: row c·H + y + i·dh − pt of image 0 (the batch offset is added at run time), shared
-    // between convs of one geometry (ResNet's stages repeat it)
-    const shift = i * g.dh - g.pt;
-    const inside = Uint8Array.from({ length: g.OH }, (_, y) => (y + shift >= 0 && y + shift < g.H ? 1 : 0));
-    const tapRows = b.shared(`tap-rows:${g.C}x${g.H}:${g.OH}:${shift}`, () => int64([g.C, 1, g.OH], Array.from({ length: g.C * g.OH }, (_, k) => Math.floor(k / g.OH) * g.H + (k % g.OH) + shift)));
-    let idx = b.op('Add', [tapRows, imageRows]); // [C, N, OH]
-    if (inside.includes(0)) idx = b.op('Where', [b.shared(`tap-rows-inside:${g.H}:${g.OH}:${shift}`, () => tensor('bool', [1, 1, g.OH], inside)), idx, zeroAt]);
-    // emitted row by row so that only one kernel row's copy of X is alive at a time
-    const xRows = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([g.C, -1])]); // [C, N·OH·W]
-    for (let j = 0; j < g.kw; j++) parts.push(b.op('Gemm', [dYShifted[j], xRows], { transB: 1 })); // [O, C]
+    const [rowParity, shift] = split(i * g.dh - g.pt);
+    const inside = Uint8Array.from({ length: g.OH }, (_, y) => (y + shift >= 0 && y + shift < Hs ? 1 : 0));
+    const xRows = new Map<number, string>();
+    for (const [colParity, colShift] of columns) {
+      let xr = xRows.get(colParity);
+      if (!xr) {
+        // [C, 1, OH]: row (plane·C + c)·Hs + y + shift of image 0 (the batch offset is added at run time),
+        // shared between convs of one geometry (ResNet's stages repeat it)
+        const plane = rowParity * s + colParity;
+        const tapRows = b.shared(`tap-rows:${planes}x${g.C}x${Hs}:${g.OH}:${plane}:${shift}`, () =>
+          int64([g.C, 1, g.OH], Array.from({ length: g.C * g.OH }, (_, k) => (plane * g.C + Math.floor(k / g.OH)) * Hs + (k % g.OH) + shift)),
+        );
+        let idx = b.op('Add', [tapRows, imageRows]); // [C, N, OH]
+        if (inside.includes(0)) idx = b.op('Where', [b.shared(`tap-rows-inside:${Hs}:${g.OH}:${shift}`, () => tensor('bool', [1, 1, g.OH], inside)), idx, zeroAt]);
+        // emitted kernel row by kernel row so that only one kernel row's copies of X are alive at a time
+        xRows.set(colParity, (xr = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([g.C, -1])]))); // [C, N·OH·Ws]
+      }
+      parts.push(b.op('Gemm', [dYAt(colShift), xr], { transB: 1 })); // [O, C]
+    }
   }
   if (parts.length === 1) return b.op('Reshape', [parts[0], b.i64([g.O, g.C, 1, 1])]);
   const stacked = b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([2])])), { axis: 2 }); // [O, C, kk]
