@@ -278,8 +278,9 @@ function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
  * ⌊(j·dw − pl)/2⌋ columns, so the same row gathers and dY shifts apply, with one gather per kernel row and
  * column parity. Why: onnxruntime runs Slice, Pad and Transpose on one thread, and on two threads those
  * copies ran slower than on one, while Gather copies rows in parallel (a strided tap slice at 64 × 56², in
- * 28-float runs: 0.6 ms on a quiet machine, 3 ms on a busy one; its row gather 0.4 ms). A 3 × 3 conv with pads 1: three or six
- * Gathers of X, one of dY and one or two shifted copies of dY, instead of transposes, a pad and nine slices.
+ * 28-float runs: 0.6 ms on a quiet machine, 3 ms on a busy one; its row gather 0.4 ms). A 3 × 3 conv with
+ * pads 1: three (stride 1) or six (stride 2) Gathers of X, one of dY and two or one shifted copies of dY,
+ * instead of transposes, a pad and nine slices.
  * CPU time per stride-1 layer on 2 threads (bench/finetune/tune-conv.ts): 68 → 60 ms at 64 × 56², 52 → 44 ms
  * at 128 × 28², 45 → 42 ms at 256 × 14².
  */
