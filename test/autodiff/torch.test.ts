@@ -160,7 +160,8 @@ describe('resnet18: the other cases', () => {
       };
       for (const [k, expected] of ref.steps.entries()) {
         const out = await run();
-        expectCloseRel(out[step.loss].data[0] as number, expected.lossBefore, 1e-4, `loss before step ${k + 1}`);
+        // step 1 starts from PyTorch's weights; later steps from weights that differ by rounding (below)
+        expectCloseRel(out[step.loss].data[0] as number, expected.lossBefore, k === 0 ? 1e-4 : 1e-3, `loss before step ${k + 1}`);
         const before = new Map([...weights].map(([n, w]) => [n, w.slice()]));
         optimizer.step(weights, new Map(step.params.map((p) => [p.name, inArena(out[p.grad].data as Float32Array)])), o.lr);
         let worst = { name: '', relErr: 0 };
@@ -170,11 +171,16 @@ describe('resnet18: the other cases', () => {
           if (e > worst.relErr) worst = { name: n, relErr: e };
         }
         // AdamW's early steps move every weight by ≈ lr·m/√v, close to lr·sign(g): where a gradient is
-        // ~0, float32 differences of 1e-4 in it flip the step, so its tolerance is looser
-        expect(worst.relErr, `step ${k + 1}, ${worst.name}`).toBeLessThan(kind === 'adamw' ? 1e-2 : 1e-3);
+        // ~0, float32 differences of 1e-4 in it flip the step, so its tolerance is looser. After the first
+        // step both sides start from weights that differ by float32 rounding, and this fixture (batch 4,
+        // 64²) sits near a ReLU / max-pool switch: weights 1e-8 apart (relative) moved
+        // layer2.1.bn2.bias's next gradient by 1.7e-3 when a weight gradient's summation order changed.
+        // A wrong optimizer (momentum, dampening, Nesterov, decay) is off by far more than 1e-2.
+        const tolerance = kind === 'adamw' || k > 0 ? 1e-2 : 1e-3;
+        expect(worst.relErr, `step ${k + 1}, ${worst.name}`).toBeLessThan(tolerance);
       }
       const after = await run();
-      expectCloseRel(after[step.loss].data[0] as number, ref.steps.at(-1)!.lossAfter, 1e-4, 'loss after the last step');
+      expectCloseRel(after[step.loss].data[0] as number, ref.steps.at(-1)!.lossAfter, 1e-3, 'loss after the last step');
       await session.release();
     }, 300_000);
   }
