@@ -29,7 +29,7 @@ import { checkpointExists, fingerprint, loadCheckpoint, removeCheckpoint, saveCh
 import { checkOutputDir, exportClassifier, saveClassifier } from './export.js';
 import { backboneFeatures, featureDim } from './features.js';
 import { evaluateWith, fit, type TrainerMethods } from './fit.js';
-import { buildHead, STANDARDIZE_INV_STD, STANDARDIZE_MEAN } from './head.js';
+import { buildHead, STANDARDIZE_INV_STD, STANDARDIZE_MEAN, type Head, type Standardizer } from './head.js';
 import { decayGroups, TRAINER_TASK, trainHead } from './head-train.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { imageSource, type ImageItem } from './image-source.js';
@@ -154,14 +154,20 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     // The warm-up trains the head behind a standardisation of the features; fine-tuning keeps it in the
     // graph (see HeadSpec.standardize), restored from the checkpoint on --resume
     const headSpec = { inputDim: featureDim(backbone), numClasses: K, hidden: o.hidden, dropout: settings.dropout, seed };
-    const resumedScaling = ckpt?.warmupWeights?.[STANDARDIZE_MEAN] && { mean: ckpt.warmupWeights[STANDARDIZE_MEAN], invStd: ckpt.warmupWeights[STANDARDIZE_INV_STD] };
-    let head = buildHead({ ...headSpec, ...(resumedScaling ? { standardize: resumedScaling } : {}) });
+    /** The head behind `scaling`, with `weights` (else its seeded initialisation). */
+    const headWith = (scaling: Standardizer | undefined, weights?: Record<string, Float32Array>): Head => {
+      const h = buildHead({ ...headSpec, ...(scaling ? { standardize: scaling } : {}) });
+      if (weights) for (const p of h.params) h.model.graph.initializers.set(p, float32(h.model.graph.initializers.get(p)!.dims, weights[p]));
+      return h;
+    };
+    let head: Head;
     let history: EpochRecord[] = [];
     const skipped = new Map<string, SkippedFile>();
     let trainItems: ImageItem[] = items(data.train);
     let valItems: ImageItem[] = items(data.val);
     if (ckpt?.warmupWeights) {
-      for (const p of head.params) head.model.graph.initializers.set(p, float32(head.model.graph.initializers.get(p)!.dims, ckpt.warmupWeights[p]));
+      const w = ckpt.warmupWeights;
+      head = headWith(w[STANDARDIZE_MEAN] && { mean: w[STANDARDIZE_MEAN], invStd: w[STANDARDIZE_INV_STD] }, w);
       for (const s of (ckpt.extra?.skipped as SkippedFile[] | undefined) ?? []) skipped.set(s.path, s);
       history = ckpt.history.filter((r) => r.phase === 'head');
     } else if (warmupEpochs > 0) {
@@ -202,9 +208,10 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
           onEpoch: (record) => emit({ type: 'epoch', record: { ...record, phase: 'head' }, epochs: warmupEpochs + epochs }),
         },
       );
-      head = buildHead({ ...headSpec, ...(warm.standardizer ? { standardize: warm.standardizer } : {}) });
-      for (const p of head.params) head.model.graph.initializers.set(p, float32(head.model.graph.initializers.get(p)!.dims, warm.weights[p]));
+      head = headWith(warm.standardizer, warm.weights);
       history = warm.fit.history.map((r) => ({ ...r, phase: 'head' }));
+    } else {
+      head = headWith(undefined);
     }
     // images that failed to decode once are left out from here on
     trainItems = trainItems.filter((i) => !skipped.has(i.path));
