@@ -12,7 +12,7 @@ import { tailFrom } from '../../src/graph/surgery.js';
 import { Runtime, type TaskHandle } from '../../src/runtime/index.js';
 import type { TrainerMethods } from '../../src/train/fit.js';
 import { toInt64 } from '../../src/train/fit.js';
-import { TRAINER_TASK } from '../../src/train/head-train.js';
+import { TRAINER_TASK, trainerInitTransfer, trainerStepSpec } from '../../src/train/head-train.js';
 import type { TrainerInit } from '../../src/train/trainer.task.js';
 import { fill } from '../../test/fixtures/prng.js';
 import { emit, round, timedLoop, type LoopOptions } from '../lib/measure.js';
@@ -65,7 +65,7 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
   const trainableParams = m.trainable.reduce((n, p) => n + inits.get(p)!.dims.reduce((x, y) => x * y, 1), 0);
   const init: TrainerInit = {
     stepModel: modelToBytes(step.model),
-    step,
+    step: trainerStepSpec(step),
     evalModel: modelToBytes(evalStep.model),
     evalDataInput: evalStep.dataInput,
     evalLogits: evalStep.logits,
@@ -78,7 +78,9 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
   };
   const compiledMs = performance.now() - t0;
   const trainers: TaskHandle<TrainerMethods>[] = [];
-  for (let i = 0; i < replicas; i++) trainers.push((await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>);
+  // as src/train/finetune.ts: the worker takes over the initial weights and model bytes (replicas share one init: copied)
+  const transfer = replicas === 1 ? trainerInitTransfer(init) : [];
+  for (let i = 0; i < replicas; i++) trainers.push((await runtime.loadTask(TRAINER_TASK, init as never, { transfer })) as unknown as TaskHandle<TrainerMethods>);
   const sessionMs = performance.now() - t0 - compiledMs;
   const dims = [inDims[0] / replicas, ...inDims.slice(1)];
   const data = { dtype: 'float32' as const, dims, data: fill(0, dims, -2, 2) };

@@ -30,7 +30,7 @@ import { checkOutputDir, exportClassifier, saveClassifier } from './export.js';
 import { backboneFeatures, featureDim } from './features.js';
 import { evaluateWith, fit, type TrainerMethods } from './fit.js';
 import { buildHead, STANDARDIZE_INV_STD, STANDARDIZE_MEAN, type Head, type Standardizer } from './head.js';
-import { decayGroups, TRAINER_TASK, trainHead } from './head-train.js';
+import { decayGroups, TRAINER_TASK, trainerInitTransfer, trainerStepSpec, trainHead } from './head-train.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { imageSource, type ImageItem } from './image-source.js';
 import { lrFind, type LrFindResult } from './lr-find.js';
@@ -248,7 +248,7 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     const schedule = (lr: number): ScheduleConfig => ({ name: o.schedule ?? 'one-cycle', lr, totalSteps: epochs * source.trainBatches, pctStart: d.pctStart });
     const init: TrainerInit = {
       stepModel: modelToBytes(step.model),
-      step,
+      step: trainerStepSpec(step),
       evalModel: modelToBytes(evalStep.model),
       evalDataInput: evalStep.dataInput,
       evalLogits: evalStep.logits,
@@ -259,7 +259,7 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       seed,
       clipNorm: o.clipGrad,
     };
-    trainer = (await runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
+    trainer = (await runtime.loadTask(TRAINER_TASK, init as never, { transfer: trainerInitTransfer(init) })) as unknown as TaskHandle<TrainerMethods>;
 
     let found: LrFindResult | undefined;
     let lr = baseLr;

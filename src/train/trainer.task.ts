@@ -55,20 +55,30 @@ export interface TrainerState {
   optimizer: OptimizerState;
 }
 
-export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
-  const spec = init.step;
-  for (const p of spec.params) if (!init.weights[p.name]) throw new GraftError('INVALID_ARGUMENT', `no initial value for weight ${p.name}`);
-  // Trainable weights, their gradients and the optimizer's state share one WebAssembly memory, where
-  // the SIMD kernels update them in place (room for weight, gradient and two moment buffers each).
-  const sizes = spec.params.map((p) => init.weights[p.name].length);
-  const arena = ParamArena.create(4 * ParamArena.floatsFor(sizes));
+/**
+ * Trainable weights, their gradients and the optimizer's state share one WebAssembly memory, where the
+ * SIMD kernels update them in place (room for weight, gradient and two moment buffers each): the
+ * trainable initial weights are copied there; the others (BN statistics) are kept as given.
+ */
+function placeWeights(spec: TrainerStepSpec, initial: Record<string, Float32Array>): { arena: ParamArena | undefined; weights: Map<string, Float32Array> } {
+  for (const p of spec.params) if (!initial[p.name]) throw new GraftError('INVALID_ARGUMENT', `no initial value for weight ${p.name}`);
+  const arena = ParamArena.create(4 * ParamArena.floatsFor(spec.params.map((p) => initial[p.name].length)));
   const trained = new Set(spec.params.map((p) => p.name));
   const weights = new Map<string, Float32Array>();
-  for (const [k, v] of Object.entries(init.weights)) {
+  for (const [k, v] of Object.entries(initial)) {
     const w = arena && trained.has(k) ? arena.alloc(v.length) : v;
     if (w !== v) w.set(v);
     weights.set(k, w);
   }
+  return { arena, weights };
+}
+
+export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
+  // No function created in this scope may mention `init`: V8 would keep it in the scope's context,
+  // which the methods below hold for the whole run — and with it the initial weights (45 MB for
+  // ResNet-18, copied into the arena) and both models' bytes (in the sessions once created).
+  const { step: spec, seed, clipNorm, evalDataInput, evalLogits } = init;
+  const { arena, weights } = placeWeights(spec, init.weights);
   const optimizer = new Optimizer(init.optimizer, init.groups, { arena });
   let schedule = init.schedule;
   const sessionOpts = init.threads ? { threads: init.threads } : {};
@@ -96,7 +106,7 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
     const dims = d.shape.map((x, i) => (i === 0 ? batch : x));
     if (!dims.every((x): x is number => typeof x === 'number')) throw new GraftError('MODEL_UNSUPPORTED', `dropout input ${d.input} has a non-static shape.`);
     const n = dims.reduce((a, b) => a * b, 1);
-    const rng = fork(init.seed, 'dropout', step, k);
+    const rng = fork(seed, 'dropout', step, k);
     const keep = 1 / (1 - d.ratio);
     // drop where u < ratio·2^32 for uniform uint32 u: rng.next() < ratio without a float per element
     const bits = rng.fillUint32(new Uint32Array(n));
@@ -128,7 +138,7 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
       const logits = ctx.fromOrt(out[spec.logits]).data as Float32Array;
       const { lr, momentum } = scheduleAt(schedule, args.step);
       if (!Number.isFinite(loss)) return transfer({ loss, lr, gradNorm: NaN, logits }, [logits.buffer as ArrayBuffer]);
-      const gradNorm = init.clipNorm ? clipGradNorm(grads.values(), init.clipNorm) : NaN;
+      const gradNorm = clipNorm ? clipGradNorm(grads.values(), clipNorm) : NaN;
       optimizer.step(weights, grads, lr, momentum);
       for (const s of spec.bnStats) weights.get(s.input)!.set(out[s.updated].data as Float32Array);
       return transfer({ loss, lr, gradNorm, logits }, [logits.buffer as ArrayBuffer]);
@@ -136,8 +146,8 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
 
     /** Logits for a batch with the current weights (dropout off). */
     async evaluate(args: { data: Tensor }) {
-      const out = await evalSession.run({ [init.evalDataInput]: ctx.toOrt(args.data), ...weightFeeds(evalParams) });
-      const logits = ctx.fromOrt(out[init.evalLogits]).data as Float32Array;
+      const out = await evalSession.run({ [evalDataInput]: ctx.toOrt(args.data), ...weightFeeds(evalParams) });
+      const logits = ctx.fromOrt(out[evalLogits]).data as Float32Array;
       return transfer(logits, [logits.buffer as ArrayBuffer]);
     },
 

@@ -1,0 +1,105 @@
+/**
+ * The trainer worker's hand-over: what the main thread sends it (the step's names and shapes, not its
+ * Model; buffers moved, not copied) and what it keeps for the run (not the initial weights it copied
+ * into its arena, nor the models' bytes once the sessions exist).
+ */
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { buildEvalStep, buildTrainStep } from '../../src/autodiff/train-step.js';
+import { modelToBytes } from '../../src/graph/serialize.js';
+import { int64 } from '../../src/onnx/tensor.js';
+import { fromOrt, toOrt } from '../../src/runtime/ort.js';
+import { unwrapTransfer, type TaskContext } from '../../src/runtime/task.js';
+import { buildHead } from '../../src/train/head.js';
+import { trainerInitTransfer, trainerStepSpec } from '../../src/train/head-train.js';
+import trainerTask, { type StepResult, type TrainerInit } from '../../src/train/trainer.task.js';
+
+const D = 64;
+const K = 3;
+
+function headInit(): TrainerInit {
+  const head = buildHead({ inputDim: D, numClasses: K, seed: 0 });
+  const step = buildTrainStep(head.model, { trainable: head.params });
+  const evalStep = buildEvalStep(head.model, { trainable: head.params });
+  return {
+    stepModel: modelToBytes(step.model),
+    step: trainerStepSpec(step),
+    evalModel: modelToBytes(evalStep.model),
+    evalDataInput: evalStep.dataInput,
+    evalLogits: evalStep.logits,
+    weights: Object.fromEntries(head.params.map((p) => [p, Float32Array.from(head.model.graph.initializers.get(p)!.data as Float32Array)])),
+    optimizer: { name: 'adamw' },
+    groups: [{ params: head.params }],
+    schedule: { name: 'constant', lr: 1e-3, totalSteps: 10 },
+    seed: 0,
+    threads: 1,
+  };
+}
+
+/** The task's context as a worker gives it, in this thread (sessions made directly). */
+const context: TaskContext = {
+  threads: 1,
+  session: () => {
+    throw new Error('no runtime sessions here');
+  },
+  createSession: (model, opts) => ort.InferenceSession.create(model as Uint8Array, { intraOpNumThreads: opts?.threads ?? 1 }),
+  toOrt,
+  fromOrt,
+};
+
+/** A full garbage collection, after the current job has let go of its WeakRef targets. */
+async function collectGarbage(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  for (let i = 0; i < 2; i++) {
+    await new Promise((r) => setTimeout(r, 0));
+    gc();
+  }
+}
+
+describe('trainer worker hand-over', () => {
+  it('sends the step spec without the step Model', () => {
+    const head = buildHead({ inputDim: D, numClasses: K, seed: 0 });
+    const step = buildTrainStep(head.model, { trainable: head.params, sampleWeights: true });
+    const spec = trainerStepSpec(step);
+    expect(spec).not.toHaveProperty('model');
+    expect(spec).toEqual({ dataInput: step.dataInput, labels: step.labels, sampleWeight: step.sampleWeight, loss: step.loss, logits: step.logits, params: step.params, dropout: step.dropout, bnStats: step.bnStats });
+    expect(trainerStepSpec(buildTrainStep(head.model, { trainable: head.params }))).not.toHaveProperty('sampleWeight');
+  });
+
+  it('moves whole buffers once and copies views into larger or shared memory', () => {
+    const init = headInit();
+    const whole = Object.values(init.weights);
+    init.stepModel = Uint8Array.from(init.stepModel);
+    // a small Buffer is a view into Node's shared pool (as modelToBytes gives for a small model)
+    init.evalModel = Buffer.from(init.evalModel);
+    expect(init.evalModel.byteLength).toBeLessThan(init.evalModel.buffer.byteLength);
+    init.weights.view = new Float32Array(100).subarray(10, 20);
+    init.weights.shared = new Float32Array(new SharedArrayBuffer(16));
+    init.weights.again = whole[0];
+    const list = trainerInitTransfer(init);
+    expect(list).toHaveLength(1 + whole.length);
+    expect(new Set(list)).toEqual(new Set([init.stepModel.buffer, ...whole.map((w) => w.buffer)]));
+  });
+
+  it('keeps neither the initial weights nor the model bytes once set up, and still trains', async () => {
+    const held: WeakRef<object>[] = [];
+    const setUp = async () => {
+      const init = headInit();
+      for (const w of Object.values(init.weights)) held.push(new WeakRef(w));
+      held.push(new WeakRef(init.stepModel), new WeakRef(init.evalModel), new WeakRef(init));
+      return trainerTask(init, context);
+    };
+    const trainer = await setUp();
+    await collectGarbage();
+    expect(held.map((r) => r.deref() !== undefined)).toEqual(held.map(() => false));
+
+    const data = { dtype: 'float32' as const, dims: [4, D], data: Float32Array.from({ length: 4 * D }, (_, i) => Math.sin(i)) };
+    const labels = int64([4], [0, 1, 2, 0]);
+    const losses: number[] = [];
+    for (let s = 0; s < 20; s++) losses.push((unwrapTransfer(await trainer.step({ data, labels, step: s })).value as StepResult).loss);
+    expect(losses.at(-1)).toBeLessThan(losses[0]);
+  });
+});
