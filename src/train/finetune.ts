@@ -286,19 +286,19 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       startStep: resumed?.step ?? 0,
       partial: resumed?.partial,
       history,
-      best: resumed?.best && resumed.bestWeights ? { ...resumed.best, state: { weights: resumed.bestWeights, optimizer: { step: 0, buffers: {} } } } : undefined,
+      best: resumed?.best && resumed.bestWeights ? { ...resumed.best, weights: resumed.bestWeights } : undefined,
       patience: settings.patience,
       phase: 'finetune',
       epochOffset: history.filter((r) => r.phase === 'head').length,
       signal: o.signal,
       onEpoch: (record) => emit({ type: 'epoch', record, epochs: warmupEpochs + epochs }),
       checkpoint: async (c) =>
-        save({ phase: 'finetune', epoch: c.epoch, step: c.step, partial: c.partial, history: c.history, best: c.best && { valLoss: c.best.valLoss, epoch: c.best.epoch }, state: c.state, bestWeights: c.best?.state.weights }),
+        save({ phase: 'finetune', epoch: c.epoch, step: c.step, partial: c.partial, history: c.history, best: c.best && { valLoss: c.best.valLoss, epoch: c.best.epoch }, state: c.state, bestWeights: c.best?.weights }),
     });
 
     // the best epoch's weights: evaluate them on the validation set and export them
-    const best = result.best?.state.weights;
-    if (best) await trainer.call('restore', { weights: best, optimizer: (await trainer.call('state', undefined as never)).optimizer } as never);
+    const best = result.best?.weights;
+    if (best) await trainer.call('restore', { weights: best } as never);
     const val = await evaluateWith(trainer, source, K, o.signal);
     for (const [name, w] of Object.entries(best ?? {})) full.graph.initializers.set(name, float32(full.graph.initializers.get(name)!.dims, w));
     const exported = exportClassifier(full, {

@@ -158,14 +158,14 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
       return { weights: w, optimizer: structuredClone(optimizer.exportState()) };
     },
 
-    /** Restores a checkpoint taken with state(). */
-    restore(s: TrainerState) {
+    /** Restores a checkpoint taken with state(), or only weights (the optimizer state left as is). */
+    restore(s: Pick<TrainerState, 'weights'> & Partial<Pick<TrainerState, 'optimizer'>>) {
       for (const [k, v] of Object.entries(s.weights)) {
         const w = weights.get(k);
         if (!w || w.length !== v.length) throw new GraftError('CHECKPOINT_INVALID', `the checkpoint's weight ${k} does not fit this model.`);
         w.set(v);
       }
-      optimizer.importState(s.optimizer);
+      if (s.optimizer) optimizer.importState(s.optimizer);
       return optimizer.stepCount;
     },
 

@@ -102,4 +102,17 @@ describe('trainer worker hand-over', () => {
     for (let s = 0; s < 20; s++) losses.push((unwrapTransfer(await trainer.step({ data, labels, step: s })).value as StepResult).loss);
     expect(losses.at(-1)).toBeLessThan(losses[0]);
   });
+
+  it('restores weights alone without touching the optimizer state', async () => {
+    const trainer = await trainerTask(headInit(), context);
+    const data = { dtype: 'float32' as const, dims: [4, D], data: Float32Array.from({ length: 4 * D }, (_, i) => Math.cos(i)) };
+    for (let s = 0; s < 3; s++) await trainer.step({ data, labels: int64([4], [0, 1, 2, 0]), step: s });
+    const before = trainer.state();
+    const zeros = Object.fromEntries(Object.entries(before.weights).map(([k, w]) => [k, new Float32Array(w.length)]));
+    expect(trainer.restore({ weights: zeros })).toBe(3);
+    const after = trainer.state();
+    expect(after.weights).toEqual(zeros);
+    expect(after.optimizer).toEqual(before.optimizer);
+    expect(Object.keys(after.optimizer.buffers).length).toBeGreaterThan(0);
+  });
 });
