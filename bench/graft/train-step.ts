@@ -12,7 +12,7 @@ import { tailFrom } from '../../src/graph/surgery.js';
 import { Runtime, type TaskHandle } from '../../src/runtime/index.js';
 import type { TrainerMethods } from '../../src/train/fit.js';
 import { toInt64 } from '../../src/train/fit.js';
-import { TRAINER_TASK, trainerInitTransfer, trainerStepSpec } from '../../src/train/head-train.js';
+import { TRAINER_TASK, trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
 import type { TrainerInit } from '../../src/train/trainer.task.js';
 import { fill } from '../../test/fixtures/prng.js';
 import { emit, round, timedLoop, type LoopOptions } from '../lib/measure.js';

@@ -2,9 +2,7 @@
  * Scenario 2's training: a new head on cached backbone features, compiled to a training-step graph
  * and run by the trainer worker. Seconds, not minutes — the backbone never runs here.
  */
-import { fileURLToPath } from 'node:url';
-import { extname } from 'node:path';
-import { buildEvalStep, buildTrainStep, type TrainStep } from '../autodiff/train-step.js';
+import { buildEvalStep, buildTrainStep } from '../autodiff/train-step.js';
 import { modelToBytes } from '../graph/serialize.js';
 import type { Runtime, TaskHandle } from '../runtime/index.js';
 import { float32 } from '../onnx/tensor.js';
@@ -13,29 +11,8 @@ import { fit, type EpochRecord, type FitResult, type TrainerMethods } from './fi
 import { buildHead, foldIntoLinear, type Head, type Standardizer } from './head.js';
 import type { OptimizerConfig, ParamGroup } from './optim.js';
 import type { ScheduleConfig, ScheduleName } from './schedule.js';
-import type { TrainerInit, TrainerStepSpec } from './trainer.task.js';
-
-/** The trainer task module next to this one (.ts when running from sources, .js when built). */
-export const TRAINER_TASK = new URL(`./trainer.task${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
-
-/** What the trainer worker needs of a compiled step (names and shapes): the step's Model stays here. */
-export function trainerStepSpec(step: TrainStep): TrainerStepSpec {
-  const { dataInput, labels, sampleWeight, loss, logits, params, dropout, bnStats } = step;
-  return { dataInput, labels, ...(sampleWeight ? { sampleWeight } : {}), loss, logits, params, dropout, bnStats };
-}
-
-/**
- * The buffers of a trainer's init that its worker can take over rather than copy: the initial weights
- * and both models' bytes. Only for an init made for that trainer alone — the buffers are detached here.
- * Copied, fine-tuning ResNet-18 would keep its 45 MB of initial weights on both threads.
- */
-export function trainerInitTransfer(init: TrainerInit): ArrayBuffer[] {
-  const arrays = [init.stepModel, init.evalModel, ...Object.values(init.weights)];
-  // a view into a larger buffer would take the rest of that buffer with it (and shared memory is
-  // shared, not moved): those are copied
-  const own = arrays.filter((a) => a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength);
-  return [...new Set(own.map((a) => a.buffer as ArrayBuffer))];
-}
+import type { TrainerInit } from './trainer.task.js';
+import { TRAINER_TASK, trainerStepSpec } from './trainer.js';
 
 export interface HeadTrainOptions {
   runtime: Runtime;

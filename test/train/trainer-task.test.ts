@@ -13,7 +13,7 @@ import { int64 } from '../../src/onnx/tensor.js';
 import { fromOrt, toOrt } from '../../src/runtime/ort.js';
 import { unwrapTransfer, type TaskContext } from '../../src/runtime/task.js';
 import { buildHead } from '../../src/train/head.js';
-import { trainerInitTransfer, trainerStepSpec } from '../../src/train/head-train.js';
+import { trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
 import trainerTask, { type StepResult, type TrainerInit } from '../../src/train/trainer.task.js';
 
 const D = 64;
