@@ -44,7 +44,8 @@ export function softmaxCrossEntropy(b: GraphBuilder, spec: LossSpec, lossName = 
     dLogits = b.op('Mul', [residual, coef]);
   } else {
     loss = b.op('ReduceMean', [perSample], { keepdims: 0 }, { outputs: [lossName] });
-    const n = b.op('Cast', [b.op('Shape', [logits], { start: 0, end: 1 })], { to: 1 });
+    // the batch size from the labels input: a Shape of the logits would be a forward value read late
+    const n = b.op('Cast', [b.op('Shape', [spec.labels], { start: 0, end: 1 })], { to: 1 });
     dLogits = b.op('Div', [residual, n]);
   }
   return { loss, dLogits };

@@ -78,10 +78,44 @@ export function buildBackward(req: BackwardRequest): BackwardResult {
     return g;
   };
 
+  // A Shape node in the backward would keep its forward value — often activation-sized, and otherwise
+  // dead by then — alive until the backward reaches it. So shapes are built from what is known: static
+  // dims as constants, a symbolic dim (the batch) read from the graph input that declares it, which the
+  // caller owns. Only a value with a dim known neither way is asked for its Shape.
+  const declared = new Map<string, { input: string; axis: number }>();
+  for (const i of graph.inputs) i.shape?.forEach((d, axis) => typeof d === 'string' && !declared.has(d) && declared.set(d, { input: i.name, axis }));
+  const dimCache = new Map<string, string>();
+  const declaredDim = (d: string): string => {
+    let s = dimCache.get(d);
+    if (!s) {
+      const { input, axis } = declared.get(d)!;
+      dimCache.set(d, (s = b.op('Shape', [input], { start: axis, end: axis + 1 })));
+    }
+    return s;
+  };
   const shapeCache = new Map<string, string>();
   const shapeOf = (v: string): string => {
     let s = shapeCache.get(v);
-    if (!s) shapeCache.set(v, (s = b.op('Shape', [v])));
+    if (s) return s;
+    const dims = (shapes.get(v) ?? graph.valueType(v))?.shape;
+    if (dims?.every((d) => typeof d === 'number' || (typeof d === 'string' && declared.has(d)))) {
+      // runs of static dims as one constant each, symbolic dims from their inputs
+      const parts: string[] = [];
+      let run: number[] = [];
+      for (const d of dims) {
+        if (typeof d === 'number') run.push(d);
+        else {
+          if (run.length) parts.push(b.i64(run));
+          run = [];
+          parts.push(declaredDim(d as string));
+        }
+      }
+      if (run.length) parts.push(b.i64(run));
+      s = parts.length === 0 ? b.i64([]) : parts.length === 1 ? parts[0] : b.op('Concat', parts, { axis: 0 });
+    } else {
+      s = b.op('Shape', [v]);
+    }
+    shapeCache.set(v, s);
     return s;
   };
   const shape = (v: string): Dim[] => {

@@ -101,7 +101,7 @@ export function buildTrainStep(forward: Model, opts: TrainStepOptions): TrainSte
 
   const before = inferShapes(model, { inputShapes: { [data.name]: data.shape } });
   const dropout = replaceDropout(g.nodes, b, before);
-  const bnStats = opts.batchNorm === 'train' ? decomposeTrainingBatchNorm(model, b, trainable) : [];
+  const bnStats = opts.batchNorm === 'train' ? decomposeTrainingBatchNorm(model, b, trainable, before) : [];
   if (opts.foldBatchNorm ?? true) foldFrozenBatchNorm(model, b, trainable);
   if (opts.poolBeforeActivation ?? true) poolBeforeActivation(model, b);
 
@@ -207,8 +207,9 @@ function constantScalar(b: GraphBuilder, v: string): number | undefined {
  * normalise with the biased batch variance, update running variance with the unbiased one), so the
  * generic rules differentiate it exactly.
  */
-function decomposeTrainingBatchNorm(model: Model, b: GraphBuilder, trainable: ReadonlySet<string>): TrainStep['bnStats'] {
+function decomposeTrainingBatchNorm(model: Model, b: GraphBuilder, trainable: ReadonlySet<string>, shapes: ReadonlyMap<string, ValueInfo>): TrainStep['bnStats'] {
   const g = model.graph;
+  const data = g.inputs[0];
   const stats: TrainStep['bnStats'] = [];
   const emitted = new Map<Node, Node[]>();
   for (const n of g.nodes) {
@@ -223,10 +224,18 @@ function decomposeTrainingBatchNorm(model: Model, b: GraphBuilder, trainable: Re
     const centered = b.op('Sub', [x, mu]);
     const varBiased = b.reduce('ReduceMean', b.op('Mul', [centered, centered]), [0, 2, 3], true);
     const invStd = b.op('Reciprocal', [b.op('Sqrt', [b.op('Add', [varBiased, b.f32(eps)])])]);
-    const normed = b.op('Mul', [centered, invStd]);
-    b.op('Add', [b.op('Mul', [normed, b.op('Reshape', [scale, chan])]), b.op('Reshape', [bias, chan])], {}, { outputs: [n.outputs[0]] });
+    // (x − μ) · (γ/σ) + β, not ((x − μ)/σ) · γ + β: the per-channel factor first, so the backward keeps
+    // one activation-sized tensor per BN (x − μ) instead of two, and makes two passes over it, not four
+    b.op('Add', [b.op('Mul', [centered, b.op('Mul', [invStd, b.op('Reshape', [scale, chan])])]), b.op('Reshape', [bias, chan])], {}, { outputs: [n.outputs[0]] });
     // running statistics, as torch updates them: r ← momentum·r + (1 − momentum)·batch (ONNX momentum)
-    const count = b.op('Cast', [b.op('Div', [b.op('Size', [x]), b.i64Scalar(dims[0])])], { to: 1 });
+    // values per channel: from the batch input and x's static dims where it has them — a Size(x) would
+    // keep x alive until onnxruntime gets round to the statistics update
+    const xDims = shapes.get(x)?.shape;
+    const perImage = xDims?.slice(2);
+    const count =
+      xDims?.[0] === data.shape?.[0] && perImage?.every((d): d is number => typeof d === 'number')
+        ? b.op('Mul', [b.op('Cast', [b.op('Shape', [data.name], { start: 0, end: 1 })], { to: 1 }), b.f32(perImage.reduce((p, d) => p * d, 1))])
+        : b.op('Cast', [b.op('Div', [b.op('Size', [x]), b.i64Scalar(dims[0])])], { to: 1 });
     const unbiased = b.op('Mul', [b.op('Reshape', [varBiased, b.i64([-1])]), b.op('Div', [count, b.op('Sub', [count, b.f32(1)])])]);
     const blend = (r: string, batch: string, name: string) =>
       b.op('Add', [b.op('Mul', [r, b.f32(momentum)]), b.op('Mul', [batch, b.f32(1 - momentum)])], {}, { outputs: [b.fresh(name)] });

@@ -35,7 +35,10 @@ export interface GradCheckCase {
   /** Finite-difference step (relative to the input's scale). */
   h?: number;
   seed?: number;
-  /** Declare axis 0 of the differentiated inputs as a symbol ("N"), so rules take their run-time-shape paths. */
+  /**
+   * Declare axis 0 of the differentiated inputs as a symbol, so rules take their run-time-shape paths:
+   * one symbol per size ("N2", "N3"), as ONNX reads equal symbols as equal sizes.
+   */
   symbolicBatch?: boolean;
 }
 
@@ -51,7 +54,7 @@ function forwardModel(c: GradCheckCase, names: string[], wrt: Set<string>): { mo
   b.reserve(...names);
   for (const n of names) {
     const spec = c.inputs[n];
-    const dims: Dim[] = spec.dims.map((d, k) => (c.symbolicBatch && k === 0 ? 'N' : d));
+    const dims: Dim[] = spec.dims.map((d, k) => (c.symbolicBatch && k === 0 ? `N${d}` : d));
     if (wrt.has(n)) g.inputs.push({ name: n, dtype: 'float32', shape: dims });
     else g.initializers.set(n, float32(spec.dims, spec.data!));
   }

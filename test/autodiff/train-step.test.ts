@@ -10,6 +10,7 @@ import { GraphBuilder } from '../../src/graph/builder.js';
 import { Graph, Model } from '../../src/graph/graph.js';
 import { attr } from '../../src/graph/ir.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
+import { inferShapes } from '../../src/graph/shapes.js';
 import { float32 } from '../../src/onnx/tensor.js';
 import { fill } from '../fixtures/prng.js';
 
@@ -220,6 +221,41 @@ describe('buildTrainStep', () => {
       for (let n = 0; n < N; n++) for (let i = 0; i < 64; i++) sq += (y[(n * 6 + c) * 64 + i] - mu) ** 2;
       expect(meanOut[c]).toBeCloseTo(0.9 * m0[c] + 0.1 * mu, 5);
       expect(varOut[c]).toBeCloseTo(0.9 * v0[c] + 0.1 * (sq / (count - 1)), 5);
+    }
+  });
+
+  it('batch-statistics BatchNorm: the backward keeps one activation-sized tensor of the normalisation', async () => {
+    // What the backward reads from the forward pass stays alive until then: for BN with batch statistics
+    // PyTorch keeps its input; graft's decomposition keeps x − μ (the per-channel γ/σ folded before it
+    // multiplies), plus the Softplus input that follows. A normalised x̂ kept as well would be a third.
+    const { step } = await compile({ batchNorm: 'train' });
+    const g = step.model.graph;
+    const { producer } = g.index();
+    const forward = new Set<string>();
+    const visit = (v: string) => {
+      const p = producer.get(v);
+      if (!p || forward.has(p.name)) return;
+      forward.add(p.name);
+      for (const i of p.inputs) if (i) visit(i);
+    };
+    visit(step.logits);
+    const shapes = inferShapes(step.model, { inputShapes: { [step.dataInput]: [N, 3, 8, 8] } });
+    const saved = new Set<string>();
+    for (const n of g.nodes) {
+      if (forward.has(n.name)) continue;
+      for (const i of n.inputs) if (i && forward.has(producer.get(i)?.name ?? '') && JSON.stringify(shapes.get(i)?.shape) === JSON.stringify([N, 6, 8, 8])) saved.add(i);
+    }
+    expect(saved.size, [...saved].join(', ')).toBe(2);
+  });
+
+  it('the backward reads shapes from the batch input, not from forward activations it would keep alive', async () => {
+    for (const opts of [{}, { batchNorm: 'train' as const }]) {
+      const { step } = await compile(opts, smallCnn(false));
+      const g = step.model.graph;
+      const inputs = new Set(g.inputs.map((i) => i.name));
+      const readers = g.nodes.filter((n) => n.opType === 'Shape' || n.opType === 'Size');
+      expect(readers.length, 'the batch size is read somewhere').toBeGreaterThan(0);
+      expect(readers.filter((n) => !inputs.has(n.inputs[0])).map((n) => `${n.opType}(${n.inputs[0]})`)).toEqual([]);
     }
   });
 
