@@ -150,6 +150,8 @@ describe('convolution', () => {
     { name: '3×2 s1 asymmetric pads', x: [2, 3, 6, 7], w: [4, 3, 3, 2], attrs: { pads: [0, 1, 2, 0] } },
     { name: 'depthwise 3×3 s1', x: [2, 4, 6, 6], w: [4, 1, 3, 3], attrs: { group: 4, pads: [1, 1, 1, 1] }, bias: true },
     { name: 'depthwise 3×3 s2', x: [2, 4, 7, 7], w: [4, 1, 3, 3], attrs: { group: 4, strides: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: 'depthwise 3×3 dilation 2, uneven pads, rectangular', x: [2, 4, 7, 6], w: [4, 1, 3, 3], attrs: { group: 4, dilations: [2, 2], pads: [2, 1, 1, 2] } },
+    { name: 'depthwise 3×2 unpadded', x: [2, 3, 5, 6], w: [3, 1, 3, 2], attrs: { group: 3 } },
     { name: 'depthwise multiplier 2', x: [2, 3, 6, 6], w: [6, 1, 3, 3], attrs: { group: 3, pads: [1, 1, 1, 1] } },
     { name: 'grouped (2 groups)', x: [2, 4, 6, 6], w: [6, 2, 3, 3], attrs: { group: 2, pads: [1, 1, 1, 1] } },
     { name: 'SAME_UPPER s2', x: [2, 3, 7, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2], auto_pad: 'SAME_UPPER' } },
