@@ -268,6 +268,28 @@ function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
 }
 
 /**
+ * A tensor as rows of `width` values for row Gathers, plus one zero row at the end that rows outside the
+ * image read: `imageStart` is each image's first row ([1, N, 1]) and `zeroRow` the zero row's index, both
+ * at run time, since the batch stays symbolic.
+ */
+function gatherableRows(ctx: RuleContext, v: string, width: number, rowsPerImage: number): { n: string; rows: string; imageStart: string; zeroRow: string } {
+  const { b } = ctx;
+  const n = b.op('Gather', [ctx.shapeOf(ctx.node.inputs[0]), b.i64Scalar(0)]);
+  const rows = b.op('Concat', [b.op('Reshape', [v, b.i64([-1, width])]), b.shared(`zero-row:${width}`, () => float32([1, width]))], { axis: 0 });
+  return { n, rows, imageStart: batchOffsets(b, n, rowsPerImage), zeroRow: b.op('Mul', [n, b.i64Scalar(rowsPerImage)]) };
+}
+
+/**
+ * Row indices `idx` for output rows y = 0, 1, … (in order along `shape`, which broadcasts against idx and
+ * is 1 but for the output rows) whose source row y + shift falls outside [0, limit) read the zero row.
+ */
+function zeroOutside(b: GraphBuilder, idx: string, shape: number[], shift: number, limit: number, zeroRow: string): string {
+  const inside = Uint8Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, y) => (y + shift >= 0 && y + shift < limit ? 1 : 0));
+  if (!inside.includes(0)) return idx;
+  return b.op('Where', [b.shared(`rows-inside:${shape.join('x')}:${limit}:${shift}`, () => tensor('bool', shape, inside)), idx, zeroRow]);
+}
+
+/**
  * Weight gradients without per-tap copies of X (stride 1, or stride 2 on even-sized inputs):
  *   dW[o, c, i, j] = Σ_{n, y, x} dY[n, o, y, x] · X[n, c, s·y + i·dh − pt, s·x + j·dw − pl]
  * With stride 1, kernel row i needs X's rows shifted by i (one Gather per kernel row, which also puts the
@@ -305,8 +327,10 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
       const [h, r, y] = [Math.floor(k / (rows * OHp)), Math.floor(k / OHp) % rows, k % OHp];
       return base(r) + h * OHp + y;
     }));
+  // rows [N·planes·C·Hs, Ws] of X or of its parity planes, plus the zero row
+  const source = s === 1 ? x : b.op('SpaceToDepth', [x], { blocksize: s });
+  const { n, rows, imageStart, zeroRow } = gatherableRows(ctx, source, Ws, planes * g.C * Hs);
   // dYᵀ [P?, O, N, OH/P, OW] by a row Gather, then per column shift moved to the planes' width (negative pads crop)
-  const n = b.op('Gather', [ctx.shapeOf(x), b.i64Scalar(0)]); // the batch stays symbolic
   const dyRows = b.shared(`dy-rows:${P}:${g.O}x${g.OH}`, () => rowIndex(g.O, (o) => o * g.OH));
   const dyIdx = b.op('Add', [dyRows, batchOffsets(b, n, g.O * g.OH)]);
   const dYt = b.op('Gather', [b.op('Reshape', [dY, b.i64([-1, g.OW])]), dyIdx], { axis: 0 });
@@ -321,18 +345,12 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
     }
     return v;
   };
-  // rows [N·planes·C·Hs, Ws] of X or of its parity planes, plus one zero row at the end for rows outside
-  const source = s === 1 ? x : b.op('SpaceToDepth', [x], { blocksize: s });
-  const rows = b.op('Concat', [b.op('Reshape', [source, b.i64([-1, Ws])]), b.shared(`zero-row:${Ws}`, () => float32([1, Ws]))], { axis: 0 });
-  const zeroAt = b.op('Mul', [n, b.i64Scalar(planes * g.C * Hs)]);
-  const imageRows = batchOffsets(b, n, planes * g.C * Hs);
   const columns = Array.from({ length: g.kw }, (_, j) => split(j * g.dw - g.pl));
   const product = (dy: string, xr: string): string =>
     P === 1 ? b.op('Gemm', [dy, xr], { transB: 1 }) : b.op('ReduceSum', [b.op('MatMul', [dy, b.op('Transpose', [xr], { perm: [0, 2, 1] })]), b.i64([0])], { keepdims: 0 });
   const parts: string[] = [];
   for (let i = 0; i < g.kh; i++) {
     const [rowParity, shift] = split(i * g.dh - g.pt);
-    const inside = Uint8Array.from({ length: P * OHp }, (_, k) => (k + shift >= 0 && k + shift < Hs ? 1 : 0));
     const xRows = new Map<number, string>();
     for (const [colParity, colShift] of columns) {
       let xr = xRows.get(colParity);
@@ -341,8 +359,7 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
         // between convs of one geometry (ResNet's stages repeat it)
         const plane = rowParity * s + colParity;
         const tapRows = b.shared(`tap-rows:${P}:${planes}x${g.C}x${Hs}:${g.OH}:${plane}:${shift}`, () => rowIndex(g.C, (c) => (plane * g.C + c) * Hs + shift));
-        let idx = b.op('Add', [tapRows, imageRows]); // [P?, C, N, OH/P]
-        if (inside.includes(0)) idx = b.op('Where', [b.shared(`tap-rows-inside:${P}:${Hs}:${g.OH}:${shift}`, () => tensor('bool', [...lead, 1, 1, OHp], inside)), idx, zeroAt]);
+        const idx = zeroOutside(b, b.op('Add', [tapRows, imageStart]), [...lead, 1, 1, OHp], shift, Hs, zeroRow); // [P?, C, N, OH/P]
         // emitted kernel row by kernel row so that only one kernel row's copies of X are alive at a time
         xRows.set(colParity, (xr = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([...lead, g.C, -1])]))); // [P?, C, N·OH/P·Ws]
       }
@@ -384,16 +401,12 @@ function depthwiseTaps(ctx: RuleContext, g: ConvGeometry): string[] {
   const { b, node } = ctx;
   const x = node.inputs[0];
   const dY = ctx.dY()!;
-  const n = b.op('Gather', [ctx.shapeOf(x), b.i64Scalar(0)]); // the batch stays symbolic
-  const rows = b.op('Concat', [b.op('Reshape', [x, b.i64([-1, g.W])]), b.shared(`zero-row:${g.W}`, () => float32([1, g.W]))], { axis: 0 });
-  const zeroAt = b.op('Mul', [n, b.i64Scalar(g.C * g.H)]);
-  const imageRows = b.op('Reshape', [batchOffsets(b, n, g.C * g.H), b.i64([-1, 1, 1])]); // [N, 1, 1]
+  const { rows, imageStart, zeroRow } = gatherableRows(ctx, x, g.W, g.C * g.H);
+  const imageRows = b.op('Reshape', [imageStart, b.i64([-1, 1, 1])]); // [N, 1, 1]: images first here
   const shiftedRows = Array.from({ length: g.kh }, (_, i) => {
     const shift = i * g.dh - g.pt;
-    const inside = Uint8Array.from({ length: g.OH }, (_, y) => (y + shift >= 0 && y + shift < g.H ? 1 : 0));
     const base = b.shared(`dw-rows:${g.C}x${g.H}:${g.OH}:${shift}`, () => int64([1, g.C, g.OH], Array.from({ length: g.C * g.OH }, (_, k) => Math.floor(k / g.OH) * g.H + (k % g.OH) + shift)));
-    let idx = b.op('Add', [base, imageRows]); // [N, C, OH]
-    if (inside.includes(0)) idx = b.op('Where', [b.shared(`dw-rows-inside:${g.H}:${g.OH}:${shift}`, () => tensor('bool', [1, 1, g.OH], inside)), idx, zeroAt]);
+    const idx = zeroOutside(b, b.op('Add', [base, imageRows]), [1, 1, g.OH], shift, g.H, zeroRow); // [N, C, OH]
     return b.op('Gather', [rows, idx], { axis: 0 }); // [N, C, OH, W]
   });
   const shiftedDY = Array.from({ length: g.kw }, (_, j) => {
