@@ -54,7 +54,8 @@ function convGraph(input: number[], build: (conv: (s: ConvSpec) => string, b: Gr
   return new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] });
 }
 
-const ops = (m: Model) => m.graph.nodes.map((n) => (n.domain === NCHWC_DOMAIN ? `nchwc.${n.opType}` : n.opType));
+const opTypes = (nodes: readonly Node[]) => nodes.map((n) => (n.domain === NCHWC_DOMAIN ? `nchwc.${n.opType}` : n.opType));
+const ops = (m: Model) => opTypes(m.graph.nodes);
 const blockedConvs = (m: Model): Node[] => m.graph.nodes.filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv');
 
 async function runAll(m: Model, feeds: Record<string, ort.Tensor>): Promise<Float32Array[]> {
@@ -86,7 +87,7 @@ describe('lowerConvsToNchwc', () => {
     const r = lowerConvsToNchwc(m, { block: B });
     expect(r).toEqual({ lowered: 2, reorders: 2, foldedFlips: 0 });
     // nothing reads the first conv's output in NCHW, so its ReorderOutput is pruned
-    expect(ops(m).filter((o) => !['Reshape', 'Transpose'].includes(o))).toEqual([
+    expect(opTypes(m.graph.nodes.filter((n) => n.opType !== 'Reshape' && !n.name.startsWith('FilterReorder')))).toEqual([
       'nchwc.ReorderInput',
       'nchwc.Conv',
       'nchwc.Conv',
@@ -98,6 +99,14 @@ describe('lowerConvsToNchwc', () => {
     expect(second.inputs[0]).toBe(first.outputs[0]);
     expect(second.ints('strides')).toEqual([2, 2]);
     expect(m.opsetImports).toContainEqual({ domain: NCHWC_DOMAIN, version: 1 });
+  });
+
+  it('reorders filters with ReorderInput, which runs on every thread, not with Transposes of single floats', () => {
+    const m = convGraph([2, 32, 8, 8], (conv) => [conv({ x: conv({ x: 'x', w: [32, 32, 3, 3] }), w: [32, 1, 3, 3], group: 32 })]);
+    lowerConvsToNchwc(m, { block: B });
+    expect(ops(m)).not.toContain('Transpose');
+    // the dense filter in two passes ([O, I, k] → [O, I/B, k, Bi] → [O/B, I/B, k, Bi, Bo]), the depthwise one in one
+    expect(m.graph.nodes.filter((n) => n.name.startsWith('FilterReorder'))).toHaveLength(3);
   });
 
   it('fuses a residual block: the Add as the second conv\'s Sum input (the block input, already blocked), then the Relu', () => {
