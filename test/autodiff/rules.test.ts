@@ -139,6 +139,9 @@ describe('convolution', () => {
     { name: '3×3 s2 p1 on odd size', x: [2, 3, 7, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
     { name: '3×3 s2 asymmetric (Keras same)', x: [2, 3, 8, 8], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [0, 0, 1, 1] } },
     { name: '3×3 s2 p1 on even size (parity planes)', x: [2, 3, 8, 8], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
+    // odd output heights: tapGather's Gemms over all output rows (even ones may take its half sums)
+    { name: '3×3 s2 p1 on even size, odd output', x: [2, 3, 10, 10], w: [4, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: '3×2 s1 asymmetric pads, odd output', x: [2, 3, 5, 7], w: [4, 3, 3, 2], attrs: { pads: [0, 1, 2, 0] } },
     { name: '3×2 s2 dilation 2 on even size, uneven pads', x: [2, 3, 10, 8], w: [4, 3, 3, 2], attrs: { strides: [2, 2], dilations: [2, 2], pads: [2, 0, 1, 1] } },
     { name: '7×7 s2 p3 on even size', x: [2, 3, 12, 12], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
     { name: '1×1 s2 on even size', x: [2, 5, 6, 6], w: [3, 5, 1, 1], attrs: { strides: [2, 2] } },
