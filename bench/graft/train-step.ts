@@ -87,9 +87,17 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
   const labels = toInt64(Int32Array.from({ length: dims[0] }, (_, i) => i % a.classes));
   let k = 0;
   const losses: number[] = [];
+  // As graft's training loop hands batches over (src/train/fit.ts): each step's pixel buffer moves to the
+  // worker instead of being copied, and the next batch is made while the worker runs this one, as the
+  // loader decodes it.
+  const fresh = () => trainers.map(() => ({ ...data, data: Float32Array.from(data.data) }));
+  let next = fresh();
   const r = await timedLoop(
     async () => {
-      const outs = await Promise.all(trainers.map((t) => t.call('step', { data, labels, step: k })));
+      const batches = next;
+      const pending = Promise.all(trainers.map((t, i) => t.call('step', { data: batches[i], labels, step: k }, [batches[i].data.buffer as ArrayBuffer])));
+      next = fresh();
+      const outs = await pending;
       k++;
       losses.push(outs[0].loss);
     },
