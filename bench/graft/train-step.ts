@@ -90,7 +90,7 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
   // As graft's training loop hands batches over (src/train/fit.ts): each step's pixel buffer moves to the
   // worker instead of being copied, and the next batch is made while the worker runs this one, as the
   // loader decodes it.
-  const fresh = () => trainers.map(() => ({ ...data, data: Float32Array.from(data.data) }));
+  const fresh = () => trainers.map(() => ({ ...data, data: data.data.slice() }));
   let next = fresh();
   const r = await timedLoop(
     async () => {

@@ -281,7 +281,7 @@ export const finetuneSuite: Suite = {
       .filter((j) => j.label.threads === jobs[0]?.label.threads)
       .map((j) => `${String(j.label.model)} ${String(j.label.trainable)} BN ${String(j.label.BN).split(' ')[0]}: compile ${fmt(med(records, j.key, 'graft', 'compile_s'))} s + sessions ${fmt(med(records, j.key, 'graft', 'session_s'))} s, ${fmt(med(records, j.key, 'graft', 'graph_nodes'), 0)} nodes`);
     return [
-      'One step = forward + backward + AdamW update (lr 1e-3, weight decay 1e-2) of the trainable parameters on a fixed batch of 16 (fixture PRNG, identical on both sides), new 10-class head. graft: `buildTrainStep` on bench/out/<model>.onnx (BN nodes kept) cut before its classifier + a new head (as `graft train --mode finetune` builds it), run by the trainer worker task (ORT session + in-place AdamW in the worker); PyTorch 1.13: bench/torch/train.py (BN frozen = `model.eval()` with gradients on; BN train = BN layers in `train()`). Median step time over the timed steps of each process, median over rounds.',
+      'One step = forward + backward + AdamW update (lr 1e-3, weight decay 1e-2) of the trainable parameters on a fixed batch of 16 (fixture PRNG, identical on both sides), new 10-class head. graft: `buildTrainStep` on bench/out/<model>.onnx (BN nodes kept) cut before its classifier + a new head (as `graft train --mode finetune` builds it), run by the trainer worker task (ORT session + in-place AdamW in the worker), each batch transferred to it as `graft train` sends batches; PyTorch 1.13: bench/torch/train.py (BN frozen = `model.eval()` with gradients on; BN train = BN layers in `train()`). Median step time over the timed steps of each process, median over rounds.',
       '',
       throughputTable(jobs, records),
       '',
