@@ -23,7 +23,7 @@ import { tensor } from '../onnx/tensor.js';
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
 
 /** Name stem of the ReorderInput nodes that reorder filters (not activations). */
-const FILTER_REORDER = 'FilterReorder';
+export const FILTER_REORDER = 'FilterReorder';
 
 /**
  * The k×k anti-identity (ones on the anti-diagonal). The conv rule (autodiff/rules/conv) flips a filter's

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../src/graph/builder.js';
 import { Graph, Model } from '../../src/graph/graph.js';
 import type { Node } from '../../src/graph/ir.js';
-import { lowerConvsToNchwc, NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
+import { FILTER_REORDER, lowerConvsToNchwc, NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { float32 } from '../../src/onnx/tensor.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
@@ -87,7 +87,7 @@ describe('lowerConvsToNchwc', () => {
     const r = lowerConvsToNchwc(m, { block: B });
     expect(r).toEqual({ lowered: 2, reorders: 2, foldedFlips: 0 });
     // nothing reads the first conv's output in NCHW, so its ReorderOutput is pruned
-    expect(opTypes(m.graph.nodes.filter((n) => n.opType !== 'Reshape' && !n.name.startsWith('FilterReorder')))).toEqual([
+    expect(opTypes(m.graph.nodes.filter((n) => n.opType !== 'Reshape' && !n.name.startsWith(FILTER_REORDER)))).toEqual([
       'nchwc.ReorderInput',
       'nchwc.Conv',
       'nchwc.Conv',
@@ -106,7 +106,7 @@ describe('lowerConvsToNchwc', () => {
     lowerConvsToNchwc(m, { block: B });
     expect(ops(m)).not.toContain('Transpose');
     // the dense filter in two passes ([O, I, k] → [O, I/B, k, Bi] → [O/B, I/B, k, Bi, Bo]), the depthwise one in one
-    expect(m.graph.nodes.filter((n) => n.name.startsWith('FilterReorder'))).toHaveLength(3);
+    expect(m.graph.nodes.filter((n) => n.name.startsWith(FILTER_REORDER))).toHaveLength(3);
   });
 
   it('fuses a residual block: the Add as the second conv\'s Sum input (the block input, already blocked), then the Relu', () => {
