@@ -2,7 +2,7 @@
  * The blocked (NCHWc) filters a training step builds every step from its fed weights, two ways: the
  * forward filter [O/B, I/B, k, Bi, Bo] and the input-gradient conv's flip(Wᵀ) in the same layout.
  *   transposes     what graph/nchwc emitted before: Transposes (one moving single floats per filter) + a Gather for the flip
- *   reorderInput   what it emits now: ORT's ReorderInput twice for the forward filter, one Gather of B-float rows for flip(Wᵀ)
+ *   reorderInput   what it emits now (graph/nchwc's own builders): ORT's ReorderInput twice for the forward filter, one Gather of B-float rows for flip(Wᵀ)
  * Both must give identical filters (checked); timed interleaved, medians.
  *
  *   npx tsx bench/finetune/filter-reorder.ts [--shape 512,512,9] [--threads 2] [--rounds 31]
@@ -10,9 +10,8 @@
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/graph/builder.js';
 import { Graph, Model } from '../../src/graph/graph.js';
-import { NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
+import { blockChannels, NCHWC_DOMAIN, reorderFilterOIHWBiBo, reorderFlippedFilterOIHWBiBo } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
-import { tensor } from '../../src/onnx/tensor.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { args, createSession, interleave, loadavg, randomFloats } from './common.js';
 
@@ -23,9 +22,6 @@ if (!B) throw new Error('onnxruntime has no NCHWc kernels on this machine');
 const size = O * I * k;
 
 const flat = (b: GraphBuilder, v: string) => b.op('Reshape', [v, b.i64([size])]);
-const reorderInput = (b: GraphBuilder, v: string, dims: number[]) =>
-  b.op('ReorderInput', [b.op('Reshape', [v, b.i64([...dims, 1])])], { channels_last: 0 }, { domain: NCHWC_DOMAIN });
-
 const VARIANTS: Record<string, (b: GraphBuilder, w: string) => string[]> = {
   transposes: (b, w) => {
     const first = b.op('Transpose', [b.op('Reshape', [w, b.i64([O / B, B, I / B, B * k])])], { perm: [0, 2, 3, 1] });
@@ -36,15 +32,11 @@ const VARIANTS: Record<string, (b: GraphBuilder, w: string) => string[]> = {
     const flipped = b.op('Gather', [taps, b.i64(Array.from({ length: k }, (_, t) => k - 1 - t))], { axis: 2 });
     return [flat(b, forward), flat(b, flipped)];
   },
+  // graft's own builders (graph/nchwc), as the lowering emits them for a fed weight and its input-gradient conv
   reorderInput: (b, w) => {
-    const first = reorderInput(b, w, [O, I, k]); // [O, I/B, k, Bi]
-    const forward = reorderInput(b, first, [O / B, B, I * k]);
-    // flip(Wᵀ) as [I/B, O/B, k reversed, Bo, Bi]: row (i/B, o/B, t, o mod B) of B floats is first's row (o, i/B, k−1−t)
-    const idx = new Int32Array(size / B);
-    let r = 0;
-    for (let ib = 0; ib < I / B; ib++) for (let ob = 0; ob < O / B; ob++) for (let t = 0; t < k; t++) for (let o = 0; o < B; o++) idx[r++] = ((ob * B + o) * (I / B) + ib) * k + (k - 1 - t);
-    const rows = b.initializer('rows', tensor('int32', [idx.length], idx));
-    return [flat(b, forward), flat(b, b.op('Gather', [b.op('Reshape', [first, b.i64([-1, B])]), rows], { axis: 0 }))];
+    const first = blockChannels(b, w, [O, I, k]);
+    const forward = reorderFilterOIHWBiBo(b, first, [O, I, k, 1], B);
+    return [flat(b, forward), flat(b, reorderFlippedFilterOIHWBiBo(b, first, [I, O, k, 1], B))];
   },
 };
 

@@ -167,12 +167,12 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
  * input-gradient filters on 2 threads: 9.9 → 8.0 ms (bench/finetune/filter-reorder.ts); ResNet-18 full
  * step 0.983× (16 alternating pairs in one process; 1 thread 0.996×, MobileNetV2 0.991×).
  */
-function blockChannels(b: GraphBuilder, v: string, [n, c, s]: number[]): string {
+export function blockChannels(b: GraphBuilder, v: string, [n, c, s]: number[]): string {
   return b.op('ReorderInput', [b.op('Reshape', [v, b.i64([n, c, s, 1])])], { channels_last: 0 }, { domain: NCHWC_DOMAIN, name: b.fresh(FILTER_REORDER) });
 }
 
 /** [O, I, kh, kw] → [O/B, I/B, kh, kw, Bi, Bo] (viewed as [O, I, kh, kw], the shape the kernel reads), from `first` = [O, I/B, k, Bi]. */
-function reorderFilterOIHWBiBo(b: GraphBuilder, first: string, [O, I, kh, kw]: number[], B: number): string {
+export function reorderFilterOIHWBiBo(b: GraphBuilder, first: string, [O, I, kh, kw]: number[], B: number): string {
   return b.op('Reshape', [blockChannels(b, first, [O / B, B, I * kh * kw]), b.i64([O, I, kh, kw])]);
 }
 
@@ -202,7 +202,7 @@ function flippedSwapSource(g: Model['graph'], producer: ReadonlyMap<string, Node
  * thread, instead of a transpose of single floats, the flip MatMul and a reorder of its own.
  * (Bi, Bo: the lanes of this conv's input and output channels, i.e. W's output and input channels.)
  */
-function reorderFlippedFilterOIHWBiBo(b: GraphBuilder, first: string, [O, I, kh, kw]: number[], B: number): string {
+export function reorderFlippedFilterOIHWBiBo(b: GraphBuilder, first: string, [O, I, kh, kw]: number[], B: number): string {
   const k = kh * kw;
   const rows = b.shared(`flipped-filter-rows:${O}x${I}x${k}:${B}`, () => {
     const idx = new Int32Array((O / B) * I * k);
