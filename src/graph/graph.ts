@@ -1,5 +1,5 @@
 import { GraftError } from '../errors.js';
-import type { Tensor } from '../onnx/tensor.js';
+import { float32, type Tensor } from '../onnx/tensor.js';
 import { isDefaultDomain, type Node, type OpsetImport, type ValueInfo } from './ir.js';
 
 export interface GraphIndex {
@@ -78,6 +78,25 @@ export class Graph {
   /** Sorts nodes so that every node comes after the producers of its inputs; stable for sorted graphs. */
   sortTopologically(): void {
     this.nodes = topologicalOrder(this);
+  }
+
+  /**
+   * Puts trained values into the named initializers (default: every name in `weights`), each keeping its
+   * dims: what a trainer hands back is flat Float32Arrays keyed by initializer name.
+   */
+  setWeights(weights: Readonly<Record<string, Float32Array>>, names: Iterable<string> = Object.keys(weights)): void {
+    // every name checked before any is set: a refused call changes nothing
+    const updates = [...names].map((name) => {
+      const old = this.initializers.get(name);
+      if (!old) throw new GraftError('LAYER_NOT_FOUND', `the graph has no weight "${name}" to set.`, { subject: name });
+      const w = weights[name];
+      const size = old.dims.reduce((p, d) => p * d, 1);
+      if (w?.length !== size) {
+        throw new GraftError('INVALID_ARGUMENT', `weight "${name}" holds ${size} values (dims ${old.dims.join(' × ')}); ${w ? `${w.length} were given` : 'none was given'}.`, { subject: name });
+      }
+      return [name, float32(old.dims, w)] as const;
+    });
+    for (const [name, t] of updates) this.initializers.set(name, t);
   }
 
   /**

@@ -20,7 +20,6 @@ import type { PreprocessConfig } from '../models/preprocess.js';
 import { modelToBytes } from '../graph/serialize.js';
 import { DEFAULT_BUILTIN } from '../models/builtins.js';
 import { resolveModel } from '../models/sources.js';
-import { float32 } from '../onnx/tensor.js';
 import { writeReport } from '../report/index.js';
 import { Runtime, type TaskHandle } from '../runtime/index.js';
 import { removeQuietly, atomicWriteFile } from '../util/fs.js';
@@ -158,7 +157,7 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     /** The head behind `scaling`, with `weights` (else its seeded initialisation). */
     const headWith = (scaling: Standardizer | undefined, weights?: Record<string, Float32Array>): Head => {
       const h = buildHead({ ...headSpec, ...(scaling ? { standardize: scaling } : {}) });
-      if (weights) for (const p of h.params) h.model.graph.initializers.set(p, float32(h.model.graph.initializers.get(p)!.dims, weights[p]));
+      if (weights) h.model.graph.setWeights(weights, h.params);
       return h;
     };
     let head: Head;
@@ -301,7 +300,7 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     const best = result.best?.weights;
     if (best) await trainer.call('restore', { weights: best } as never);
     const val = await evaluateWith(trainer, source, K, o.signal);
-    for (const [name, w] of Object.entries(best ?? {})) full.graph.initializers.set(name, float32(full.graph.initializers.get(name)!.dims, w));
+    if (best) full.graph.setWeights(best);
     const exported = exportClassifier(full, {
       labels: classes,
       preprocess,

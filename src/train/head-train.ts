@@ -5,7 +5,6 @@
 import { buildEvalStep, buildTrainStep } from '../autodiff/train-step.js';
 import { modelToBytes } from '../graph/serialize.js';
 import type { Runtime, TaskHandle } from '../runtime/index.js';
-import { float32 } from '../onnx/tensor.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { fit, type EpochRecord, type FitResult, type TrainerMethods } from './fit.js';
 import { buildHead, foldIntoLinear, type Head, type Standardizer } from './head.js';
@@ -125,7 +124,7 @@ export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undef
   try {
     const result = await fit({ trainer, source, numClasses, epochs: o.epochs, patience: o.patience, signal: o.signal, onEpoch: o.onEpoch });
     const best = result.best?.weights ?? weights;
-    for (const p of head.params) head.model.graph.initializers.set(p, float32(dims.get(p)!, best[p]));
+    head.model.graph.setWeights(best, head.params);
     // the exported head reads raw features: the standardisation folded into its first linear layer
     // (params[0] and [1], that layer's weight and bias)
     if (scaler) foldIntoLinear(head.model.graph, head.params[0], head.params[1], scaler);

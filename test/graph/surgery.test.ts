@@ -411,3 +411,34 @@ describe('removeIdentities', () => {
     expectClose((await runModel(copy, feeds)).output, (await runModel(m, feeds)).output, 0);
   });
 });
+
+describe('Graph.setWeights', () => {
+  it('puts flat trained values into the named initializers, keeping their dims; wrong names and sizes are refused', () => {
+    const g = new Graph({ initializers: new Map([['w', float32([2, 3], [0, 0, 0, 0, 0, 0])], ['b', float32([2], [0, 0])]]) });
+    g.setWeights({ w: Float32Array.of(1, 2, 3, 4, 5, 6), b: Float32Array.of(7, 8), extra: Float32Array.of(9) }, ['w', 'b']);
+    expect(g.initializers.get('w')!.dims).toEqual([2, 3]);
+    expect(Array.from(g.initializers.get('w')!.data as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(g.initializers.get('b')!.data as Float32Array)).toEqual([7, 8]);
+    g.setWeights({ b: Float32Array.of(-1, -2) });
+    expect(Array.from(g.initializers.get('b')!.data as Float32Array)).toEqual([-1, -2]);
+    expect(Array.from(g.initializers.get('w')!.data as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+
+    const refused = (f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        return e as GraftError;
+      }
+      throw new Error('expected a GraftError');
+    };
+    expect(refused(() => g.setWeights({ extra: Float32Array.of(1) })).code).toBe('LAYER_NOT_FOUND');
+    const wrongSize = refused(() => g.setWeights({ w: Float32Array.of(1, 2, 3) }));
+    expect(wrongSize.code).toBe('INVALID_ARGUMENT');
+    expect(wrongSize.message).toContain('holds 6 values');
+    expect(refused(() => g.setWeights({}, ['b'])).message).toContain('none was given');
+    // a refused call sets nothing, not even the names before the bad one
+    expect(refused(() => g.setWeights({ b: Float32Array.of(3, 3), w: Float32Array.of(1) }, ['b', 'w'])).code).toBe('INVALID_ARGUMENT');
+    expect(Array.from(g.initializers.get('b')!.data as Float32Array)).toEqual([-1, -2]);
+    expect(Array.from(g.initializers.get('w')!.data as Float32Array)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+});
