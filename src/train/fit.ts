@@ -217,15 +217,16 @@ export async function fit(o: FitOptions): Promise<FitResult> {
     o.onEpoch?.(record);
     const score = val ? val.loss : record.trainLoss;
     const improved = !best || score < best.valLoss - minDelta || !val;
-    // one copy of the trainer's state per epoch, for the best weights and the checkpoint both
-    const state = improved || o.checkpoint ? ((await o.trainer.call('state', undefined as never)) as TrainerState) : undefined;
+    // at most one copy of the trainer's state per epoch, for the best weights and the checkpoint both
+    let state: TrainerState | undefined;
+    const stateNow = async () => (state ??= (await o.trainer.call('state', undefined as never)) as TrainerState);
     if (improved) {
-      best = { valLoss: score, epoch: record.epoch, weights: state!.weights };
+      best = { valLoss: score, epoch: record.epoch, weights: (await stateNow()).weights };
       sinceBest = 0;
     } else {
       sinceBest++;
     }
-    if (o.checkpoint) await o.checkpoint({ epoch: epoch + 1, step, history, best, state: state! });
+    if (o.checkpoint) await o.checkpoint({ epoch: epoch + 1, step, history, best, state: await stateNow() });
     if (patience > 0 && sinceBest >= patience && epoch + 1 < o.epochs) return { history, best, step, stoppedEarly: true };
   }
   return { history, best, step, stoppedEarly: false };
