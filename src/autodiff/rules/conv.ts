@@ -220,8 +220,8 @@ function tapSlices(ctx: RuleContext, g: ConvGeometry, x: string): string[] {
     const planes = b.op('Reshape', [b.op('SpaceToDepth', [xp], { blocksize: 2 }), b.i64([0, 4, -1, (hp + (hp % 2)) / 2, (wp + (wp % 2)) / 2])]);
     for (let i = 0; i < g.kh; i++) {
       for (let j = 0; j < g.kw; j++) {
-        const p = (i % 2) * 2 + (j % 2);
-        const [h0, w0] = [i >> 1, j >> 1];
+        const [[rowParity, h0], [colParity, w0]] = [parityShift(i, 2), parityShift(j, 2)];
+        const p = rowParity * 2 + colParity;
         const tap = b.op('Slice', [planes, b.i64([p, h0, w0]), b.i64([p + 1, h0 + g.OH, w0 + g.OW]), b.i64([1, 3, 4])]);
         out.push(b.op('Reshape', [tap, b.i64([0, -1, g.OH, g.OW])]));
       }
@@ -237,6 +237,14 @@ function tapSlices(ctx: RuleContext, g: ConvGeometry, x: string): string[] {
     }
   }
   return out;
+}
+
+/**
+ * Where input offset t (a kernel tap's k·d − pad, possibly negative) lands among the parity planes of a
+ * stride-s axis: plane t mod s, shifted by ⌊t / s⌋ rows or columns — so X[s·y + t] = plane[y + shift].
+ */
+function parityShift(t: number, s: number): [parity: number, shift: number] {
+  return [((t % s) + s) % s, Math.floor(t / s)];
 }
 
 /** Zero padding of axes 2 and 3: [top, left, bottom, right]. */
@@ -319,8 +327,6 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
   // ResNet-18's 64 × 64 × 56² Gemm: 3.40 → 2.77 ms on 2 threads, 5.41 → 4.99 ms on 1 (none at 128 × 128).
   const P = g.O * g.C <= 64 * 64 && g.OH % 2 === 0 ? 2 : 1;
   const [OHp, lead] = [g.OH / P, P > 1 ? [P] : []];
-  /** (parity, shift) of kernel offset k·d − p along an axis of stride s. */
-  const split = (t: number): [number, number] => [((t % s) + s) % s, Math.floor(t / s)];
   /** [P?, rows, 1, OH/P] indices: row base(r) + y of each output row y, the halves of the rows first. */
   const rowIndex = (rows: number, base: (r: number) => number) =>
     int64([...lead, rows, 1, OHp], Array.from({ length: P * rows * OHp }, (_, k) => {
@@ -345,12 +351,12 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
     }
     return v;
   };
-  const columns = Array.from({ length: g.kw }, (_, j) => split(j * g.dw - g.pl));
+  const columns = Array.from({ length: g.kw }, (_, j) => parityShift(j * g.dw - g.pl, s));
   const product = (dy: string, xr: string): string =>
     P === 1 ? b.op('Gemm', [dy, xr], { transB: 1 }) : b.op('ReduceSum', [b.op('MatMul', [dy, b.op('Transpose', [xr], { perm: [0, 2, 1] })]), b.i64([0])], { keepdims: 0 });
   const parts: string[] = [];
   for (let i = 0; i < g.kh; i++) {
-    const [rowParity, shift] = split(i * g.dh - g.pt);
+    const [rowParity, shift] = parityShift(i * g.dh - g.pt, s);
     const xRows = new Map<number, string>();
     for (const [colParity, colShift] of columns) {
       let xr = xRows.get(colParity);
