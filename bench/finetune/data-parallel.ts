@@ -91,7 +91,7 @@ function halfOf(t: ort.Tensor, k: number): ort.Tensor {
   const n = t.dims[0] / HALVES;
   const per = t.size / t.dims[0];
   const data = (t.data as Float32Array | BigInt64Array).subarray(k * n * per, (k + 1) * n * per);
-  return new ort.Tensor(t.type as 'float32', data as Float32Array, [n, ...t.dims.slice(1)]);
+  return new ort.Tensor(t.type, data, [n, ...t.dims.slice(1)]);
 }
 
 function maxRelDiff(a: Float32Array, b: Float32Array): number {
