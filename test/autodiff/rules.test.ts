@@ -153,6 +153,11 @@ describe('convolution', () => {
     { name: '3×2 s1 asymmetric pads', x: [2, 3, 6, 7], w: [4, 3, 3, 2], attrs: { pads: [0, 1, 2, 0] } },
     { name: 'depthwise 3×3 s1', x: [2, 4, 6, 6], w: [4, 1, 3, 3], attrs: { group: 4, pads: [1, 1, 1, 1] }, bias: true },
     { name: 'depthwise 3×3 s2', x: [2, 4, 7, 7], w: [4, 1, 3, 3], attrs: { group: 4, strides: [2, 2], pads: [1, 1, 1, 1] } },
+    // even sizes: the taps from SpaceToDepth's parity planes without the extra zero row and column
+    { name: 'depthwise 3×3 s2 p1 on even size', x: [2, 4, 8, 8], w: [4, 1, 3, 3], attrs: { group: 4, strides: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: 'depthwise 3×3 s2 p1, odd output height, rectangular', x: [2, 4, 10, 6], w: [4, 1, 3, 3], attrs: { group: 4, strides: [2, 2], pads: [1, 1, 1, 1] } },
+    { name: 'depthwise 3×3 s2 asymmetric (Keras same)', x: [2, 4, 8, 8], w: [4, 1, 3, 3], attrs: { group: 4, strides: [2, 2], pads: [0, 0, 1, 1] } },
+    { name: 'depthwise 3×2 s2 dilation 2, uneven pads', x: [2, 3, 9, 8], w: [3, 1, 3, 2], attrs: { group: 3, strides: [2, 2], dilations: [2, 2], pads: [2, 0, 1, 1] } },
     { name: 'depthwise 3×3 dilation 2, uneven pads, rectangular', x: [2, 4, 7, 6], w: [4, 1, 3, 3], attrs: { group: 4, dilations: [2, 2], pads: [2, 1, 1, 2] } },
     { name: 'depthwise 3×2 unpadded', x: [2, 3, 5, 6], w: [3, 1, 3, 2], attrs: { group: 3 } },
     { name: 'depthwise multiplier 2', x: [2, 3, 6, 6], w: [6, 1, 3, 3], attrs: { group: 3, pads: [1, 1, 1, 1] } },
