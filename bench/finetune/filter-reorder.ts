@@ -10,7 +10,7 @@
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../src/graph/builder.js';
 import { Graph, Model } from '../../src/graph/graph.js';
-import { blockChannels, NCHWC_DOMAIN, reorderFilterOIHWBiBo, reorderFlippedFilterOIHWBiBo } from '../../src/graph/nchwc.js';
+import { blockChannels, blockOutputChannels, NCHWC_DOMAIN, reorderFlippedFilterOIHWBiBo } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { args, createSession, interleave, loadavg, randomFloats } from './common.js';
@@ -35,7 +35,7 @@ const VARIANTS: Record<string, (b: GraphBuilder, w: string) => string[]> = {
   // graft's own builders (graph/nchwc), as the lowering emits them for a fed weight and its input-gradient conv
   reorderInput: (b, w) => {
     const first = blockChannels(b, w, [O, I, k]);
-    const forward = reorderFilterOIHWBiBo(b, first, [O, I, k, 1], B);
+    const forward = blockOutputChannels(b, first, [O, I, k, 1], B);
     return [flat(b, forward), flat(b, reorderFlippedFilterOIHWBiBo(b, first, [I, O, k, 1], B))];
   },
 };

@@ -116,10 +116,10 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     if (flippedOf) foldedFlips++;
     const filter =
       depthwise || nchwInput
-        ? reorderFilterOIHWBo(b, w, [O, I, kh, kw], B)
+        ? blockOutputChannels(b, w, [O, I, kh, kw], B)
         : flippedOf
           ? reorderFlippedFilterOIHWBiBo(b, firstPass(flippedOf, I, O, kh * kw), [O, I, kh, kw], B)
-          : reorderFilterOIHWBiBo(b, firstPass(w, O, I, kh * kw), [O, I, kh, kw], B);
+          : blockOutputChannels(b, firstPass(w, O, I, kh * kw), [O, I, kh, kw], B);
 
     // What ORT's own NCHWc rewrite fuses: a residual Add whose other operand is already blocked (the
     // kernel's Sum input), then a Relu — each only when this conv's value feeds nothing else.
@@ -171,9 +171,14 @@ export function blockChannels(b: GraphBuilder, v: string, [n, c, s]: number[]): 
   return b.op('ReorderInput', [b.op('Reshape', [v, b.i64([n, c, s, 1])])], { channels_last: 0 }, { domain: NCHWC_DOMAIN, name: b.fresh(FILTER_REORDER) });
 }
 
-/** [O, I, kh, kw] → [O/B, I/B, kh, kw, Bi, Bo] (viewed as [O, I, kh, kw], the shape the kernel reads), from `first` = [O, I/B, k, Bi]. */
-export function reorderFilterOIHWBiBo(b: GraphBuilder, first: string, [O, I, kh, kw]: number[], B: number): string {
-  return b.op('Reshape', [blockChannels(b, first, [O / B, B, I * kh * kw]), b.i64([O, I, kh, kw])]);
+/**
+ * A filter's output channels into lanes of B, its rows kept in their order: [O, rest] → [O/B, rest, Bo],
+ * viewed as [O, I, kh, kw] (the shape the kernel reads). From a dense weight's first pass [O, I/B, k, Bi]
+ * that is [O/B, I/B, kh, kw, Bi, Bo]; from a depthwise weight (or one for a conv reading NCHW) itself,
+ * [O/B, I, kh, kw, Bo].
+ */
+export function blockOutputChannels(b: GraphBuilder, v: string, [O, I, kh, kw]: number[], B: number): string {
+  return b.op('Reshape', [blockChannels(b, v, [O / B, B, I * kh * kw]), b.i64([O, I, kh, kw])]);
 }
 
 /**
@@ -212,9 +217,4 @@ export function reorderFlippedFilterOIHWBiBo(b: GraphBuilder, first: string, [O,
   });
   const flipped = b.op('Gather', [b.op('Reshape', [first, b.i64([-1, B])]), rows], { axis: 0 });
   return b.op('Reshape', [flipped, b.i64([O, I, kh, kw])]);
-}
-
-/** [O, I, kh, kw] → [O/B, I, kh, kw, Bo]: depthwise filters and convs reading an NCHW input. */
-function reorderFilterOIHWBo(b: GraphBuilder, w: string, [O, I, kh, kw]: number[], B: number): string {
-  return b.op('Reshape', [blockChannels(b, w, [O / B, B, I * kh * kw]), b.i64([O, I, kh, kw])]);
 }
