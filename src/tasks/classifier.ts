@@ -24,6 +24,7 @@ import { guessPreprocess, preprocessFromFlags, type PreprocessFlags } from '../m
 import { resolveModel, type ModelSourceKind, type ResolvedModel, type ResolveOptions } from '../models/sources.js';
 import { floatToHalf, toFloat32, type Tensor } from '../onnx/tensor.js';
 import { Runtime, type Session } from '../runtime/index.js';
+import { concatFloat32 } from '../util/arrays.js';
 
 /**
  * What the model's output holds. Logits and log-probabilities are turned into probabilities with a
@@ -399,7 +400,7 @@ class OnnxClassifier implements Classifier {
     if (this.numClasses && k !== this.numClasses) {
       throw new GraftError('MODEL_UNSUPPORTED', `${this.spec}: output "${this.outputName}" gave ${k} values per image, but the model declares ${this.numClasses} classes.`);
     }
-    const probs = parts.length === 1 ? parts[0] : concat(parts, total);
+    const probs = parts.length === 1 ? parts[0] : concatFloat32(parts);
     if (this.outputKind === 'logits' || this.outputKind === 'log-probabilities') softmaxRows(probs, n, k);
     return { dtype: 'float32', dims: [n, k], data: probs };
   }
@@ -410,16 +411,6 @@ class OnnxClassifier implements Classifier {
     await this.session.release();
     await this.ownRuntime?.close();
   }
-}
-
-function concat(parts: Float32Array[], total: number): Float32Array {
-  const out = new Float32Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /**

@@ -14,7 +14,7 @@ import { fromOrt, toOrt } from '../../src/runtime/ort.js';
 import { unwrapTransfer, type TaskContext } from '../../src/runtime/task.js';
 import { buildHead } from '../../src/train/head.js';
 import { trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
-import trainerTask, { type StepResult, type TrainerInit } from '../../src/train/trainer.task.js';
+import trainerTask, { EVAL_CHUNK, type StepResult, type TrainerInit } from '../../src/train/trainer.task.js';
 
 const D = 64;
 const K = 3;
@@ -114,5 +114,36 @@ describe('trainer worker hand-over', () => {
     expect(after.weights).toEqual(zeros);
     expect(after.optimizer).toEqual(before.optimizer);
     expect(Object.keys(after.optimizer.buffers).length).toBeGreaterThan(0);
+  });
+
+  it('evaluates a batch in runs of EVAL_CHUNK images, each a view into the batch, with the logits of one image at a time', async () => {
+    const init = headInit();
+    const evalBatches: number[] = [];
+    // the evaluation session is the one made from the evaluation model: record the batch of each run
+    const spying: TaskContext = {
+      ...context,
+      async createSession(model, opts) {
+        const s = await context.createSession(model, opts);
+        if (model !== init.evalModel) return s;
+        const run = s.run.bind(s);
+        s.run = ((feeds: Record<string, ort.Tensor>, ...rest: unknown[]) => {
+          evalBatches.push(feeds[init.evalDataInput].dims[0]);
+          return (run as (...a: unknown[]) => ReturnType<typeof s.run>)(feeds, ...rest);
+        }) as typeof s.run;
+        return s;
+      },
+    };
+    const trainer = await trainerTask(init, spying);
+    const n = 2 * EVAL_CHUNK + 2;
+    const data = Float32Array.from({ length: n * D }, (_, i) => Math.sin(i / 7));
+    const logits = unwrapTransfer(await trainer.evaluate({ data: { dtype: 'float32', dims: [n, D], data } })).value as Float32Array;
+    expect(evalBatches).toEqual([EVAL_CHUNK, EVAL_CHUNK, 2]);
+    expect(logits.length).toBe(n * K);
+    for (let i = 0; i < n; i++) {
+      const one = unwrapTransfer(await trainer.evaluate({ data: { dtype: 'float32', dims: [1, D], data: data.slice(i * D, (i + 1) * D) } })).value as Float32Array;
+      // to float rounding: a Gemm over 4 rows may sum in another order than over 1
+      one.forEach((v, c) => expect(logits[i * K + c], `image ${i} class ${c}`).toBeCloseTo(v, 5));
+    }
+    expect(unwrapTransfer(await trainer.evaluate({ data: { dtype: 'float32', dims: [0, D], data: new Float32Array(0) } })).value).toEqual(new Float32Array(0));
   });
 });

@@ -4,6 +4,7 @@
  */
 import { GraftError } from '../../errors.js';
 import { halfToFloat, numel, type Tensor } from '../../onnx/tensor.js';
+import { concatArrays } from '../../util/arrays.js';
 
 export interface WeightQuantization {
   dtype: 'uint8' | 'uint16' | 'float16';
@@ -38,14 +39,7 @@ export function concatBytes(data: WeightBytes): Uint8Array {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
   const parts = (data as readonly (ArrayBuffer | Uint8Array)[]).map((p) => (p instanceof Uint8Array ? p : new Uint8Array(p)));
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
+  return parts.length === 1 ? parts[0] : concatArrays(parts, (n) => new Uint8Array(n));
 }
 
 const PLAIN_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
