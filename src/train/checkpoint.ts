@@ -79,16 +79,13 @@ export function saveCheckpoint(out: string, fp: string, c: Checkpoint): void {
   for (const [name, bufs] of Object.entries(c.state.optimizer.buffers)) for (const [k, t] of Object.entries(bufs)) add(`opt:${k}`, { [name]: t });
   add('best', c.bestWeights);
   add('warmup', c.warmupWeights);
-  const all = new Float32Array(offset);
-  let at = 0;
-  for (const t of chunks) {
-    all.set(t, at);
-    at += t.length;
-  }
-  const bytes = new Uint8Array(all.buffer);
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  // the tensors go to the file one after another: joining them first would hold another copy of them all
+  const parts = chunks.map((t) => new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+  const hash = createHash('sha256');
+  for (const p of parts) hash.update(p);
+  const sha256 = hash.digest('hex');
   const file = `tensors-${c.phase}-${c.step}-${sha256.slice(0, 12)}.bin`;
-  atomicWriteFile(join(dir, file), bytes);
+  atomicWriteFile(join(dir, file), parts);
   const json: StateJson = {
     format: FORMAT,
     fingerprint: fp,
@@ -134,7 +131,9 @@ export function loadCheckpoint(out: string, fp: string): Checkpoint {
   if (createHash('sha256').update(bytes).digest('hex') !== json.sha256) {
     throw new GraftError('CHECKPOINT_INVALID', `the checkpoint's tensor file ${json.file} is damaged. Start again with --overwrite.`, { subject: out });
   }
-  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  // a view when the bytes are float-aligned (each tensor is copied out below, so the file's buffer is
+  // dropped after loading either way)
+  const all = bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   const weights: Record<string, Float32Array> = {};
   const best: Record<string, Float32Array> = {};
   const warmup: Record<string, Float32Array> = {};

@@ -171,11 +171,21 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
       return transfer(logits, [logits.buffer as ArrayBuffer]);
     },
 
-    /** Copies of the weights and optimizer state (for checkpoints and export). */
-    state(): TrainerState {
+    /**
+     * Copies of the weights and optimizer state (for checkpoints and export), each in a buffer of its
+     * own and moved to the caller. Cloning the state instead would copy the whole parameter arena that
+     * its arrays view (weights, gradients and moments: four times the weights), and posting it would
+     * copy that again.
+     */
+    state() {
       const w: Record<string, Float32Array> = {};
       for (const [k, v] of weights) w[k] = v.slice();
-      return { weights: w, optimizer: structuredClone(optimizer.exportState()) };
+      const { step, buffers } = optimizer.exportState();
+      const copies: OptimizerState['buffers'] = {};
+      for (const [name, bufs] of Object.entries(buffers)) copies[name] = Object.fromEntries(Object.entries(bufs).map(([k, b]) => [k, b.slice()]));
+      const state: TrainerState = { weights: w, optimizer: { step, buffers: copies } };
+      const arrays = [...Object.values(w), ...Object.values(copies).flatMap((b) => Object.values(b))];
+      return transfer(state, arrays.map((a) => a.buffer as ArrayBuffer));
     },
 
     /** Restores a checkpoint taken with state(), or only weights (the optimizer state left as is). */

@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 let counter = 0;
@@ -10,18 +10,31 @@ export function tempPathFor(path: string): string {
 
 /**
  * Writes `bytes` to `path` so that readers see either the old file or the complete new one, never a
- * half-written file. `alsoRename` moves companion temp files into place just before the main file.
+ * half-written file. `bytes` may come in parts, written one after another (no joined copy).
+ * `alsoRename` moves companion temp files into place just before the main file.
  */
-export function atomicWriteFile(path: string, bytes: Uint8Array | string, opts: { alsoRename?: [string, string][] } = {}): void {
+export function atomicWriteFile(path: string, bytes: Uint8Array | string | readonly Uint8Array[], opts: { alsoRename?: [string, string][] } = {}): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   try {
-    writeFileSync(tmp, bytes);
+    if (Array.isArray(bytes)) writeParts(tmp, bytes);
+    else writeFileSync(tmp, bytes as Uint8Array | string);
     for (const [from, to] of opts.alsoRename ?? []) renameSync(from, to);
     renameSync(tmp, path);
   } catch (e) {
     removeQuietly(tmp);
     throw e;
+  }
+}
+
+function writeParts(path: string, parts: readonly Uint8Array[]): void {
+  const fd = openSync(path, 'w');
+  try {
+    for (const p of parts) {
+      for (let done = 0; done < p.byteLength; ) done += writeSync(fd, p, done);
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -14,7 +14,7 @@ import { fromOrt, toOrt } from '../../src/runtime/ort.js';
 import { unwrapTransfer, type TaskContext } from '../../src/runtime/task.js';
 import { buildHead } from '../../src/train/head.js';
 import { trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
-import trainerTask, { EVAL_CHUNK, type StepResult, type TrainerInit } from '../../src/train/trainer.task.js';
+import trainerTask, { EVAL_CHUNK, type StepResult, type TrainerInit, type TrainerState } from '../../src/train/trainer.task.js';
 
 const D = 64;
 const K = 3;
@@ -107,10 +107,10 @@ describe('trainer worker hand-over', () => {
     const trainer = await trainerTask(headInit(), context);
     const data = { dtype: 'float32' as const, dims: [4, D], data: Float32Array.from({ length: 4 * D }, (_, i) => Math.cos(i)) };
     for (let s = 0; s < 3; s++) await trainer.step({ data, labels: int64([4], [0, 1, 2, 0]), step: s });
-    const before = trainer.state();
+    const before = unwrapTransfer(trainer.state()).value as TrainerState;
     const zeros = Object.fromEntries(Object.entries(before.weights).map(([k, w]) => [k, new Float32Array(w.length)]));
     expect(trainer.restore({ weights: zeros })).toBe(3);
-    const after = trainer.state();
+    const after = unwrapTransfer(trainer.state()).value as TrainerState;
     expect(after.weights).toEqual(zeros);
     expect(after.optimizer).toEqual(before.optimizer);
     expect(Object.keys(after.optimizer.buffers).length).toBeGreaterThan(0);
@@ -145,5 +145,25 @@ describe('trainer worker hand-over', () => {
       one.forEach((v, c) => expect(logits[i * K + c], `image ${i} class ${c}`).toBeCloseTo(v, 5));
     }
     expect(unwrapTransfer(await trainer.evaluate({ data: { dtype: 'float32', dims: [0, D], data: new Float32Array(0) } })).value).toEqual(new Float32Array(0));
+  });
+
+  it('hands over its state as copies in buffers of their own, moved rather than cloned', async () => {
+    const trainer = await trainerTask(headInit(), context);
+    const data = { dtype: 'float32' as const, dims: [4, D], data: Float32Array.from({ length: 4 * D }, (_, i) => Math.cos(i)) };
+    for (let s = 0; s < 2; s++) await trainer.step({ data, labels: int64([4], [0, 1, 2, 0]), step: s });
+    const { value, transfer } = unwrapTransfer(trainer.state());
+    const state = value as TrainerState;
+    const arrays = [...Object.values(state.weights), ...Object.values(state.optimizer.buffers).flatMap((b) => Object.values(b))];
+    expect(arrays.length).toBe(3 * Object.keys(state.weights).length); // weights, Adam's m and v
+    // a view into the parameter arena would drag the whole arena along when posted
+    for (const a of arrays) expect(a.buffer.byteLength).toBe(a.byteLength);
+    expect(new Set(transfer)).toEqual(new Set(arrays.map((a) => a.buffer)));
+    // copies: the next step leaves them as they were
+    const kept = arrays.map((a) => a.slice());
+    await trainer.step({ data, labels: int64([4], [0, 1, 2, 0]), step: 2 });
+    arrays.forEach((a, i) => expect(a).toEqual(kept[i]));
+    const later = unwrapTransfer(trainer.state()).value as TrainerState;
+    expect(later.optimizer.step).toBe(state.optimizer.step + 1);
+    expect(Object.values(later.weights)[0]).not.toEqual(Object.values(state.weights)[0]);
   });
 });
