@@ -61,6 +61,8 @@ export interface OpenedImage {
   hasAlpha: boolean;
   /** What transparent pixels become. */
   background: RGB;
+  /** The container format libvips read from the header ('jpeg', 'png', …). */
+  format: string | undefined;
   /**
    * A fresh sharp pipeline that decodes, orients, flattens and converts to 8-bit sRGB; add resize /
    * extract steps and run it with `readRaw`. With `keepAlpha`, alpha stays (RGBA) for `readRaw` to
@@ -128,6 +130,7 @@ export async function openImage(source: ImageSource, opts: DecodeOptions = {}): 
     subject,
     hasAlpha,
     background,
+    format: meta.format,
     pipeline: ({ keepAlpha = false } = {}) =>
       keepAlpha && hasAlpha
         ? make(limit).toColourspace('srgb').ensureAlpha()
@@ -149,6 +152,13 @@ export async function readRaw(img: OpenedImage, pipeline: Sharp): Promise<Decode
   if (info.channels === 4) return { data: flatten(bytes, img.background), width: info.width, height: info.height };
   if (info.channels !== 3) throw new GraftError('IMAGE_UNREADABLE', `${img.subject} decoded to ${info.channels} channels instead of 3; convert it to an RGB JPEG or PNG.`, { subject: img.subject });
   return { data: bytes, width: info.width, height: info.height };
+}
+
+/** Resizes decoded RGB pixels to width × height (no aspect kept) with a libvips kernel. */
+export async function resizeRaw(pixels: DecodedImage, width: number, height: number, kernel: 'nearest' | 'linear' | 'cubic' | 'lanczos3'): Promise<DecodedImage> {
+  const raw = { width: pixels.width, height: pixels.height, channels: 3 as const };
+  const data = await sharp(pixels.data, { raw }).resize(width, height, { fit: 'fill', kernel }).raw().toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
 }
 
 /** RGBA → RGB over `bg`, each value round((v·a + bg·(255 − a)) / 255). */

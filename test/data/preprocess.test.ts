@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { NO_AUGMENT, type AugmentParams } from '../../src/data/augment.js';
 import { decodeImage, type DecodedImage } from '../../src/data/image.js';
-import { batchToTensor, imageToPixels, imageToTensor, pixelsToTensor, planResize, tensorSize, type Resampler } from '../../src/data/preprocess.js';
+import { batchToTensor, imageToPixels, imageToTensor, jpegShrinkFactor, pixelsToTensor, planResize, tensorSize, type Resampler } from '../../src/data/preprocess.js';
 import { resizeRGB } from '../../src/data/resample.js';
 import { isGraftError } from '../../src/errors.js';
 import { IMAGENET_DEFAULT, type Interpolation, type PreprocessConfig } from '../../src/models/preprocess.js';
@@ -235,6 +235,44 @@ describe('normalisation', () => {
     expect(flipped[0]).toBe(40);
   });
 });
+
+describe('augmentation crops of large JPEGs', () => {
+  it('shrink on load by 4, only when the crop keeps twice the output size', () => {
+    const box = (width: number, height: number) => ({ left: 0, top: 0, width, height });
+    expect(jpegShrinkFactor(box(1791, 4000), 224, 224)).toBe(1);
+    expect(jpegShrinkFactor(box(1792, 1792), 224, 224)).toBe(4);
+    expect(jpegShrinkFactor(box(8000, 8000), 224, 224)).toBe(4);
+    expect(jpegShrinkFactor(box(900, 447), 112, 56)).toBe(1);
+    expect(jpegShrinkFactor(box(900, 448), 112, 56)).toBe(4);
+  });
+
+  it('shrink on load: a few grey levels from the crop of the full decode, which a PNG of the same pixels gets', async () => {
+    // a 3000 × 2000 JPEG and a PNG holding exactly its decoded pixels: libvips shrinks only the JPEG on load
+    const jpg = await sharp(join(import.meta.dirname, '..', '..', 'examples', 'coffee.jpg')).resize(3000, 2000).jpeg({ quality: 90 }).toBuffer();
+    const png = await sharp(jpg).png({ compressionLevel: 1 }).toBuffer();
+    for (const [crop, size, k] of [
+      [{ left: 300, top: 100, width: 1900, height: 1800 }, 224, 4],
+      [{ left: 0, top: 0, width: 3000, height: 1999 }, 224, 4],
+      [{ left: 300, top: 100, width: 1900, height: 1800 }, 112, 4],
+      [{ left: 100, top: 50, width: 1000, height: 900 }, 224, 1],
+    ] as const) {
+      expect(jpegShrinkFactor(crop, size, size)).toBe(k);
+      const cfg: PreprocessConfig = { ...IMAGENET_DEFAULT, inputSize: [size, size], interpolation: 'bilinear' };
+      const augment = { ...NO_AUGMENT, crop };
+      const full = (await imageToPixels(png, cfg, { augment })).pixels;
+      const s = diffStats((await imageToPixels(jpg, cfg, { augment })).pixels.data, full.data);
+      const label = `${JSON.stringify(crop)} → ${size}: max ${s.max}, mean ${s.mean.toFixed(2)}`;
+      if (k === 1) expect(s.max, label).toBe(0);
+      else {
+        // measured: max 5 / 16 / 3, mean 0.28 / 0.50 / 0.45
+        expect(s.max, label).toBeGreaterThan(0);
+        expect(s.max, label).toBeLessThanOrEqual(20);
+        expect(s.mean, label).toBeLessThan(1);
+      }
+    }
+  });
+});
+
 
 describe('imageToTensor with augmentation', () => {
   /** 64 × 48 PNG where pixel (x, y) = (x, y, 200). */
