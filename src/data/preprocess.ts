@@ -107,7 +107,8 @@ export async function imageToPixels(source: ImageSource, cfg: PreprocessConfig, 
  * libvips decodes a JPEG at a quarter of its size for a fraction of a full decode, but not in a pipeline
  * that starts with a crop, as an augmentation's does. Only by 4, and only when the crop keeps twice the
  * output size at that scale (as sharp's own resize does): augmented batches of 16 from 4000 × 3000
- * photos 533 → 420 CPU-ms, within a few grey levels of the full decode. By 2 the whole image's
+ * photos 533 → 420 CPU-ms, on average about a grey level from a crop of the full decode (up to ~30 at
+ * sharp edges: the quarter-size decode and the resize filter edges differently). By 2 the whole image's
  * half-scale decode cost more than the crop's full one (2000 × 1500 photos: 246 → 286 CPU-ms); by 8 the
  * crop's box, rounded to the eighth-size image, moved it by up to half an output pixel (mean 2 levels).
  */
