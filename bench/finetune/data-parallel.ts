@@ -18,11 +18,10 @@
  * check), and checks that each variant's gradients equal the sequential step's (to float rounding).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { setPriority, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { TrainStep } from '../../src/autodiff/train-step.js';
@@ -30,6 +29,8 @@ import { Graph, Model } from '../../src/graph/graph.js';
 import { Node } from '../../src/graph/ir.js';
 import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
 import { float32 } from '../../src/onnx/tensor.js';
+import { tsWorkerBootstrap } from '../../src/runtime/worker-host.js';
+import { peakRssMb } from '../lib/measure.js';
 import { args, benchModel, compileStep, createSession, median, round, stepFeeds } from './common.js';
 
 const N = 16;
@@ -153,12 +154,8 @@ async function measure(variant: string, steps: number): Promise<Record<string, u
     run = async () => Object.fromEntries(Object.entries(await s.run(dpFeeds)).map(([k, v]) => [k, v.data as Float32Array]));
   } else {
     const s = await createSession(bytes, { threads: 1 });
-    // tsx's hooks don't reach worker threads: register them inside the thread first (as src/runtime/worker-host.ts does)
-    const tsxPkg = createRequire(import.meta.url).resolve('tsx/package.json');
-    const tsxExports = (JSON.parse(readFileSync(tsxPkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports;
-    const tsxApi = pathToFileURL(join(dirname(tsxPkg), tsxExports['./esm/api'].import.default)).href;
-    const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`;
-    const w = new Worker(bootstrap, { eval: true, workerData: { bytes, step: { dataInput: step.dataInput, labels: step.labels, params: step.params } } satisfies WorkerInit });
+    // tsx's hooks don't reach worker threads: the worker registers them first
+    const w = new Worker(tsWorkerBootstrap(import.meta.url), { eval: true, workerData: { bytes, step: { dataInput: step.dataInput, labels: step.labels, params: step.params } } satisfies WorkerInit });
     await new Promise((r) => w.once('message', r));
     release = async () => void (await w.terminate());
     const own = { ...feeds, [step.dataInput]: halfOf(feeds[step.dataInput], 0), [step.labels]: halfOf(feeds[step.labels], 0) };
@@ -191,11 +188,11 @@ async function measure(variant: string, steps: number): Promise<Record<string, u
   }
   const cpu = process.cpuUsage(c0);
   await release();
-  const peakKb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+  const peakMb = peakRssMb();
   // after the peak is read: the reference session would count in it
   const reference = await (await createSession(bytes, { threads: 2 })).run(feeds);
   const gradDiff = Math.max(...step.params.map((p) => maxRelDiff(reference[p.grad].data as Float32Array, first[p.grad])));
-  return { variant, stepMs: round(median(wall)), minMs: round(Math.min(...wall)), cpuMsPerStep: round((cpu.user + cpu.system) / 1000 / steps), peakRssMb: Math.round(peakKb / 1024), gradMaxRelDiff: gradDiff };
+  return { variant, stepMs: round(median(wall)), minMs: round(Math.min(...wall)), cpuMsPerStep: round((cpu.user + cpu.system) / 1000 / steps), peakRssMb: Math.round(peakMb), gradMaxRelDiff: gradDiff };
 }
 
 if (!isMainThread) await workerMain();

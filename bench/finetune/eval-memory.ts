@@ -8,7 +8,6 @@
  *   npx tsx bench/finetune/eval-memory.ts [--models nsfw_mobilenet_v2,resnet18] [--chunks 16,8,4,2] [--images 64] [--rounds 3]
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { buildEvalStep } from '../../src/autodiff/train-step.js';
@@ -16,7 +15,7 @@ import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { args, benchModel, createSession, median, randomFloats, round, trainableOf, type BenchModelName } from './common.js';
 
-const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
+const rssMb = () => process.memoryUsage.rss() / 2 ** 20;
 
 /** One process: one model, one run size. */
 async function measure(model: BenchModelName, chunk: number, images: number, rounds: number): Promise<Record<string, unknown>> {

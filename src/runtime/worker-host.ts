@@ -24,12 +24,15 @@ const FROM_SOURCE = import.meta.url.endsWith('.ts');
 
 function spawnWorker(config: WorkerConfig): Worker {
   if (!FROM_SOURCE) return new Worker(new URL('./worker.js', import.meta.url), { workerData: config });
+  return new Worker(tsWorkerBootstrap(new URL('./worker.ts', import.meta.url).href), { eval: true, workerData: config });
+}
+
+/** Source for `new Worker(…, { eval: true })` that registers tsx inside the thread, then imports the .ts module at `entry` (a URL). */
+export function tsWorkerBootstrap(entry: string): string {
   const pkgPath = createRequire(import.meta.url).resolve('tsx/package.json');
   const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
   const tsxApi = pathToFileURL(join(dirname(pkgPath), pkg.exports['./esm/api'].import.default)).href;
-  const entry = new URL('./worker.ts', import.meta.url).href;
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: config });
+  return `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
 }
 
 interface Pending {
