@@ -148,6 +148,8 @@ describe('convolution', () => {
     { name: '1×1 s1', x: [2, 5, 4, 4], w: [3, 5, 1, 1], attrs: {}, bias: true },
     { name: '1×1 s2', x: [2, 5, 5, 5], w: [3, 5, 1, 1], attrs: { strides: [2, 2] } },
     { name: '7×7 s2 p3 stem', x: [2, 3, 11, 11], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
+    // batch-as-channels as two groups over the batch's halves (odd channel count), with an odd batch
+    { name: '5×5 s2 p2, one channel, batch of 3', x: [3, 1, 12, 9], w: [4, 1, 5, 5], attrs: { strides: [2, 2], pads: [2, 2, 2, 2] } },
     { name: '3×3 dilation 2', x: [2, 3, 9, 9], w: [4, 3, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },
     { name: '3×3 s1 unpadded, rectangular input', x: [2, 3, 6, 5], w: [4, 3, 3, 3], attrs: {} },
     { name: '3×2 s1 asymmetric pads', x: [2, 3, 6, 7], w: [4, 3, 3, 2], attrs: { pads: [0, 1, 2, 0] } },

@@ -102,6 +102,18 @@ describe('the same, with convs on ORT\'s blocked NCHWc kernels (as graft train c
 });
 
 describe('resnet18: the other cases', () => {
+  it("the stem's weight gradient is one Conv of two groups over the batch's halves, fed by row Gathers", () => {
+    // onnxruntime splits a plain Conv's threads over (image, group) pairs: Xᵀ's 3 images alone leave a
+    // thread idle for the third (the rule's dwBatchHalvesConv); a silent fallback would only show in bench/
+    const f = loadTorchFixture('resnet18');
+    const g = buildTrainStep(f.model, { trainable: trainableOf(f) }).model.graph;
+    const { producer } = g.index();
+    const halves = g.nodes.filter((n) => n.opType === 'Conv' && n.int('group', 1) === 2);
+    expect(halves).toHaveLength(1);
+    const viewOf = (v: string) => producer.get(producer.get(v)!.inputs[0])?.opType; // through the Reshape
+    expect(halves[0].inputs.map(viewOf)).toEqual(['Gather', 'Gather']);
+  });
+
   it('label smoothing 0.1', async () => {
     const f = loadTorchFixture('resnet18');
     await checkGradients(f, f.reference.label_smoothing!, { labelSmoothing: 0.1 });

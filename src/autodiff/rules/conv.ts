@@ -178,6 +178,8 @@ function dwBatchAsChannels(ctx: RuleContext, g: ConvGeometry): string {
   const khOut = Math.floor(spanH / g.dh) + 1;
   const kwOut = Math.floor(spanW / g.dw) + 1;
   const attrs = { kernel_shape: [g.OH, g.OW], dilations: [g.sh, g.sw], strides: [g.dh, g.dw], pads: [g.pt, g.pl, g.pb, g.pr] };
+  const crop = (r: string) => (khOut === g.kh && kwOut === g.kw ? r : b.op('Slice', [r, b.i64([0, 0]), b.i64([g.kh, g.kw]), b.i64([2, 3])]));
+  if (g.group === 1 && g.C % 2 === 1) return crop(dwBatchHalvesConv(ctx, g, attrs, [khOut, kwOut]));
   const dYt = b.op('Transpose', [dY], { perm: [1, 0, 2, 3] });
   const xt = b.op('Transpose', [x], { perm: [1, 0, 2, 3] });
   let r: string;
@@ -196,8 +198,37 @@ function dwBatchAsChannels(ctx: RuleContext, g: ConvGeometry): string {
     const parts = xs.map((xg, k) => b.op('Transpose', [b.op('Conv', [xg, ds[k]], attrs)], { perm: [1, 0, 2, 3] }));
     r = b.op('Concat', parts, { axis: 0 });
   }
-  if (khOut === g.kh && kwOut === g.kw) return r;
-  return b.op('Slice', [r, b.i64([0, 0]), b.i64([g.kh, g.kw]), b.i64([2, 3])]);
+  return crop(r);
+}
+
+/**
+ * Batch-as-channels for a dense conv over an odd number of input channels (an RGB stem), as one Conv of
+ * two groups: each group sums over half the batch, and the halves' products are added.
+ * Why: onnxruntime's plain Conv splits its threads over (image, group) pairs, and here the images are
+ * X's channels: ResNet's stem has 3, so one of 2 threads sat idle for the third; 2 groups make 6 pairs.
+ * Xᵀ and dYᵀ are built by row Gathers (on every thread, where a Transpose runs on one). An odd batch gets
+ * a zero image in X's second half (X's zero row), against which dY's rows are any image's (the last).
+ * ResNet-18's stem, 16 × 224², 2 threads: 44.5 → 33.9 ms for the Conv; 1 thread 66.2 → 66.0 ms
+ * (bench/finetune/stem-dw.ts). Splitting dY's rows in halves instead measured slower (52 / 72 ms).
+ */
+function dwBatchHalvesConv(ctx: RuleContext, g: ConvGeometry, attrs: Record<string, number[]>, [khOut, kwOut]: number[]): string {
+  const { b, node } = ctx;
+  const { n, rows, zeroRow } = gatherableRows(ctx, node.inputs[0], g.W, g.C * g.H);
+  const half = b.op('Div', [b.op('Add', [n, b.i64Scalar(1)]), b.i64Scalar(2)]); // ⌈N/2⌉
+  const image = b.op('Range', [b.i64Scalar(0), b.op('Mul', [half, b.i64Scalar(2)]), b.i64Scalar(1)]); // both halves' images, in order
+  // Xᵀ [C, 2·⌈N/2⌉, H, W]: row image·C·H + c·H + y, the zero row for the image past the batch
+  const xImage = b.op('Reshape', [image, b.i64([1, -1, 1])]);
+  const xRows = b.shared(`batch-halves-x-rows:${g.C}x${g.H}`, () => int64([g.C, 1, g.H], Array.from({ length: g.C * g.H }, (_, k) => k)));
+  const xIdx = b.op('Where', [b.op('Less', [xImage, n]), b.op('Add', [b.op('Mul', [xImage, b.i64Scalar(g.C * g.H)]), xRows]), zeroRow]);
+  const xt = b.op('Reshape', [b.op('Gather', [rows, xIdx], { axis: 0 }), b.i64([g.C, -1, g.H, g.W])]);
+  // dYᵀ per half [2, O, ⌈N/2⌉, OH] → the grouped filter [2·O, ⌈N/2⌉, OH, OW]
+  const dyImage = b.op('Reshape', [b.op('Min', [image, b.op('Sub', [n, b.i64Scalar(1)])]), b.i64([2, 1, -1, 1])]);
+  const dyRows = b.shared(`batch-halves-dy-rows:${g.O}x${g.OH}`, () => int64([1, g.O, 1, g.OH], Array.from({ length: g.O * g.OH }, (_, k) => k)));
+  const dyIdx = b.op('Add', [b.op('Mul', [dyImage, b.i64Scalar(g.O * g.OH)]), dyRows]);
+  const dyt = b.op('Reshape', [b.op('Gather', [b.op('Reshape', [ctx.dY()!, b.i64([-1, g.OW])]), dyIdx], { axis: 0 }), b.i64([2 * g.O, -1, g.OH, g.OW])]);
+  const conv = b.op('Conv', [xt, dyt], { ...attrs, group: 2 }); // [C, 2·O, kh', kw']
+  const summed = b.op('ReduceSum', [b.op('Reshape', [conv, b.i64([g.C, 2, g.O, khOut, kwOut])]), b.i64([1])], { keepdims: 0 });
+  return b.op('Transpose', [summed], { perm: [1, 0, 2, 3] }); // [O, C, kh', kw']
 }
 
 /**
