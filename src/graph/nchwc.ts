@@ -9,7 +9,10 @@
  * Activations enter the blocked layout through ReorderInput and leave through ReorderOutput; a conv
  * whose input is another lowered conv's output takes the blocked tensor directly, and a residual Add and
  * a Relu that only a conv's output feeds are fused into the conv, so chains of convs and whole residual
- * blocks stay blocked; values something else reads in NCHW get a ReorderOutput.
+ * blocks stay blocked; values something else reads in NCHW get a ReorderOutput. A conv's input that
+ * pointwise ops compute from blocked values (a training step's gradient masks, masked gradients and
+ * gradient sums) is computed in the blocked layout too, so the backward's chains of input-gradient convs
+ * stay blocked as the forward's do.
  *
  * B (the block size) depends on the CPU ORT runs on (16 with AVX-512, 8 with AVX2): callers get it
  * from Runtime.nchwcBlock() (runtime/nchwc-probe), which checks it against a plain Conv on this machine.
@@ -47,6 +50,9 @@ export interface NchwcLowering {
    */
   foldedFlips: number;
 }
+
+/** Default-domain ops that pointwiseBlocked computes in the blocked layout (same-shape operands or scalars). */
+const POINTWISE = new Set(['Mul', 'Add', 'Sum', 'Cast', 'Greater', 'Less', 'And', 'Clip']);
 
 const isStatic = (s: readonly Dim[] | undefined): s is number[] => !!s && s.every((d) => typeof d === 'number');
 const sameShape = (a: readonly Dim[] | undefined, b: readonly Dim[] | undefined): boolean => !!a && !!b && a.length === b.length && a.every((d, i) => d !== null && d === b[i]);
@@ -88,6 +94,47 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     return !outputs.has(value) && users.length === 1 && u.opType === opType && isDefaultDomain(u.domain) ? u : undefined;
   };
 
+  /** An initializer or Constant node of one element (a Clip bound, a ReLU mask's zero). */
+  const isScalarConstant = (v: string): boolean => {
+    const c = g.initializers.get(v);
+    if (c) return c.dims.reduce((x, y) => x * y, 1) === 1;
+    const p = producer.get(v);
+    const value = p?.opType === 'Constant' && isDefaultDomain(p.domain) ? p.attrs.get('value') : undefined;
+    return value?.kind === 'tensor' && value.value.dims.reduce((x, y) => x * y, 1) === 1;
+  };
+
+  /**
+   * The blocked twin of a value that pointwise ops compute from blocked values — a ReLU's gradient
+   * mask and product, a gradient sum — emitted in the blocked layout in place of the NCHW nodes, which
+   * become a ReorderOutput for any NCHW reader left (pruned when none is). Why: the conv reading such a
+   * value took it back through a ReorderInput, right after a ReorderOutput had left the blocked layout
+   * for it (the conv before it, the forward output its mask reads): elementwise ops are layout-blind
+   * once the channels fill whole blocks. undefined when something on the way is not such an op.
+   */
+  const pointwiseBlocked = (v: string): string | undefined => {
+    const known = blocked.get(v);
+    if (known) return known;
+    const p = producer.get(v);
+    if (!p || !POINTWISE.has(p.opType) || !isDefaultDomain(p.domain) || replaced.has(p) || outputs.has(v)) return undefined;
+    const shape = shapes.get(v)?.shape;
+    if (!shape || shape.length !== 4 || typeof shape[1] !== 'number' || shape[1] % B !== 0) return undefined;
+    const inputs: string[] = [];
+    for (const i of p.inputs) {
+      if (!i || isScalarConstant(i)) inputs.push(i);
+      else if (sameShape(shapes.get(i)?.shape, shape)) {
+        const twin = pointwiseBlocked(i);
+        if (!twin) return undefined;
+        inputs.push(twin);
+      } else return undefined;
+    }
+    const start = g.nodes.length;
+    const twin = b.op(p.opType, inputs, Object.fromEntries(p.attrs));
+    b.op('ReorderOutput', [twin], { channels_last: 0, channels: shape[1] }, { domain: NCHWC_DOMAIN, outputs: [v] });
+    replaced.set(p, g.nodes.splice(start));
+    blocked.set(v, twin);
+    return twin;
+  };
+
   for (const n of g.nodes) {
     if (n.opType !== 'Conv' || !isDefaultDomain(n.domain) || dropped.has(n)) continue;
     const [x, w, bias] = n.inputs;
@@ -103,10 +150,11 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     const nchwInput = !depthwise && I < B;
     if (!depthwise && !nchwInput && I % B !== 0) continue;
 
+    const xTwin = nchwInput ? undefined : pointwiseBlocked(x);
     const start = g.nodes.length;
     let xc = x;
     if (!nchwInput) {
-      xc = blocked.get(x) ?? '';
+      xc = xTwin ?? blocked.get(x) ?? '';
       if (!xc) {
         xc = b.op('ReorderInput', [x], { channels_last: 0 }, { domain: NCHWC_DOMAIN });
         blocked.set(x, xc);

@@ -190,6 +190,45 @@ describe('lowerConvsToNchwc', () => {
     }
   });
 
+  it('computes a gradient mask, its product and a gradient sum in the blocked layout when a conv reads the result', () => {
+    // a backward pass's shape: dX = conv(dY) → · ReLU mask of a forward output → the next input-gradient conv
+    const m = convGraph([2, 32, 8, 8], (conv, b) => {
+      const y = b.op('Relu', [conv({ x: 'x', w: [32, 32, 3, 3] })]);
+      const dx = b.op('Sum', [conv({ x: y, w: [32, 32, 3, 3] }), conv({ x: y, w: [32, 32, 1, 1] })]);
+      const masked = b.op('Mul', [dx, b.op('Cast', [b.op('Greater', [y, b.f32(0)])], { to: 1 })]);
+      return [conv({ x: masked, w: [32, 32, 3, 3] }), b.op('Neg', [masked])];
+    });
+    lowerConvsToNchwc(m, { block: B });
+    const { producer } = m.graph.index();
+    // one ReorderInput (x); the mask's chain reads the blocked forward output, the last conv the blocked product
+    expect(m.graph.nodes.filter((n) => n.opType === 'ReorderInput' && !n.name.startsWith(FILTER_REORDER))).toHaveLength(1);
+    const convs = blockedConvs(m);
+    const product = producer.get(convs[3].inputs[0])!;
+    expect(product.opType).toBe('Mul');
+    expect(product.inputs.map((v) => producer.get(v)?.opType)).toEqual(['Sum', 'Cast']);
+    expect(producer.get(product.inputs[0])!.inputs).toEqual([convs[1].outputs[0], convs[2].outputs[0]]);
+    const greater = m.graph.nodes.find((n) => n.opType === 'Greater')!;
+    expect(greater.inputs[0]).toBe(convs[0].outputs[0]);
+    // the NCHW reader gets the product through one ReorderOutput; no NCHW copy of the chain is left
+    const neg = m.graph.nodes.find((n) => n.opType === 'Neg')!;
+    expect(producer.get(neg.inputs[0])).toMatchObject({ opType: 'ReorderOutput', inputs: [product.outputs[0]] });
+    expect(ops(m).filter((o) => o === 'Mul' || o === 'Sum' || o === 'Cast' || o === 'Greater')).toHaveLength(4);
+  });
+
+  it('keeps a pointwise product in NCHW when one operand has no blocked twin', () => {
+    const m = convGraph([1, 32, 4, 4], (conv, b) => {
+      b.reserve('scale');
+      const y = conv({ x: 'x', w: [32, 32, 3, 3] });
+      return [conv({ x: b.op('Mul', [y, 'scale']), w: [32, 32, 3, 3] })];
+    });
+    m.graph.inputs.push({ name: 'scale', dtype: 'float32', shape: [1, 32, 4, 4] });
+    lowerConvsToNchwc(m, { block: B });
+    const { producer } = m.graph.index();
+    const mul = m.graph.nodes.find((n) => n.opType === 'Mul')!;
+    expect(producer.get(mul.inputs[0])?.opType).toBe('ReorderOutput');
+    expect(producer.get(blockedConvs(m)[1].inputs[0])?.opType).toBe('ReorderInput');
+  });
+
   it('does not fuse a Relu into a conv whose output something else also reads', () => {
     const m = convGraph([1, 32, 4, 4], (conv, b) => {
       const y = conv({ x: 'x', w: [32, 32, 3, 3] });
@@ -214,11 +253,16 @@ describe('lowerConvsToNchwc', () => {
         const dilated = conv({ x: a, w: [32, 32, 3, 3], dilation: 2, pads: [2, 2, 2, 2] });
         const rectangular = conv({ x: a, w: [32, 32, 1, 7], pads: [0, 3, 0, 3] });
         const asymmetric = conv({ x: a, w: [32, 32, 3, 3], stride: 2, pads: [0, 0, 1, 1] }); // Keras "same"
-        return [pw, a, dilated, rectangular, asymmetric];
+        // a ReLU6's gradient mask (bounds as Constant nodes, as exported) on a sum, read by a conv: blocked
+        const six = b.op('Clip', [dilated, b.op('Constant', [], { value: float32([], [0]) }), b.op('Constant', [], { value: float32([], [6]) })]);
+        const mask = b.op('Cast', [b.op('And', [b.op('Greater', [six, b.f32(0)]), b.op('Less', [six, b.f32(0.1)])])], { to: 1 });
+        const masked = conv({ x: b.op('Mul', [b.op('Add', [rectangular, a]), mask]), w: [32, 32, 3, 3] });
+        return [pw, a, dilated, rectangular, asymmetric, masked];
       });
     const plain = build();
     const lowered = build();
-    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(8);
+    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(9);
+    expect(lowered.graph.nodes.filter((n) => n.opType === 'ReorderInput' && !n.name.startsWith(FILTER_REORDER)), 'only the image enters the blocked layout').toHaveLength(0);
     expect(blockedConvs(lowered).filter((n) => n.inputs[3]).length, 'convs with a fused residual Add').toBe(1);
     const feeds = feedsFor(plain);
     const want = await runAll(plain, feeds);
