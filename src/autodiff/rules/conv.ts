@@ -336,11 +336,12 @@ function zeroOutside(b: GraphBuilder, idx: string, shape: number[], shift: numbe
  * columns shifted by j (one Pad of dY per kernel column), against X's rows at full width. With stride 2,
  * one SpaceToDepth pass splits X into its four parity planes (X[2y + a, 2x + b] for a, b ∈ {0, 1}); tap
  * (i, j) reads plane ((i·dh − pt) mod 2, (j·dw − pl) mod 2) at a shift of ⌊(i·dh − pt)/2⌋ rows and
- * ⌊(j·dw − pl)/2⌋ columns, so the same row gathers and dY shifts apply, with one gather per kernel row and
- * column parity. Why: onnxruntime runs Slice, Pad and Transpose on one thread, and on two threads those
+ * ⌊(j·dw − pl)/2⌋ columns, so the same row gathers and dY shifts apply, with one gather per column parity.
+ * Every kernel row's rows of X come from that one Gather, stacked, so that each kernel column is one
+ * product for all kernel rows (below). Why: onnxruntime runs Slice, Pad and Transpose on one thread, and on two threads those
  * copies ran slower than on one, while Gather copies rows in parallel (a strided tap slice at 64 × 56², in
  * 28-float runs: 0.6 ms on a quiet machine, 3 ms on a busy one; its row gather 0.4 ms). A 3 × 3 conv with
- * pads 1: three (stride 1) or six (stride 2) Gathers of X, one of dY and two or one shifted copies of dY,
+ * pads 1: one (stride 1) or two (stride 2) Gathers of X, one of dY and two or one shifted copies of dY,
  * instead of transposes, a pad and nine slices.
  * CPU time per stride-1 layer on 2 threads (bench/finetune/tune-conv.ts): 68 → 60 ms at 64 × 56², 52 → 44 ms
  * at 128 × 28², 45 → 42 ms at 256 × 14².
@@ -382,30 +383,46 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
     }
     return v;
   };
-  const columns = Array.from({ length: g.kw }, (_, j) => parityShift(j * g.dw - g.pl, s));
-  const product = (dy: string, xr: string): string =>
-    P === 1 ? b.op('Gemm', [dy, xr], { transB: 1 }) : b.op('ReduceSum', [b.op('MatMul', [dy, b.op('Transpose', [xr], { perm: [0, 2, 1] })]), b.i64([0])], { keepdims: 0 });
-  const parts: string[] = [];
-  for (let i = 0; i < g.kh; i++) {
-    const [rowParity, shift] = parityShift(i * g.dh - g.pt, s);
-    const xRows = new Map<number, string>();
-    for (const [colParity, colShift] of columns) {
-      let xr = xRows.get(colParity);
-      if (!xr) {
-        // row (plane·C + c)·Hs + y + shift of image 0 (the batch offset is added at run time), shared
-        // between convs of one geometry (ResNet's stages repeat it)
-        const plane = rowParity * s + colParity;
-        const tapRows = b.shared(`tap-rows:${P}:${planes}x${g.C}x${Hs}:${g.OH}:${plane}:${shift}`, () => rowIndex(g.C, (c) => (plane * g.C + c) * Hs + shift));
-        const idx = zeroOutside(b, b.op('Add', [tapRows, imageStart]), [...lead, 1, 1, OHp], shift, Hs, zeroRow); // [P?, C, N, OH/P]
-        // emitted kernel row by kernel row so that only one kernel row's copies of X are alive at a time
-        xRows.set(colParity, (xr = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([...lead, g.C, -1])]))); // [P?, C, N·OH/P·Ws]
-      }
-      parts.push(product(dYAt(colShift), xr)); // [O, C]
-    }
-  }
-  if (parts.length === 1) return b.op('Reshape', [parts[0], b.i64([g.O, g.C, 1, 1])]);
-  const stacked = b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([2])])), { axis: 2 }); // [O, C, kk]
-  return b.op('Reshape', [stacked, b.i64([g.O, g.C, g.kh, g.kw])]);
+  // X's rows for every kernel row at once, [P?, C·kh, N·OH/P·Ws] (one stack per column parity): each
+  // product is then [C·kh, K] × [K, O], three times the rows of a per-tap [C, K] × [K, O]. Why: the GEMM
+  // packs its right operand (dY's K × O) once per product, so per-tap products of 64 × 64 over 50 176
+  // positions spent a fifth of their time packing (ResNet-18's first stage, 2 threads: 23.8 → 18.9 ms per
+  // layer's nine taps, 1 thread 45.7 → 36.5 ms; 128 × 28²: 21.4 → 19.3 ms), at the price of kh copies of
+  // X's rows alive at once instead of one.
+  const kernelRows = Array.from({ length: g.kh }, (_, i) => parityShift(i * g.dh - g.pt, s));
+  const stacks = new Map<number, string>();
+  const stackFor = (colParity: number): string => {
+    let v = stacks.get(colParity);
+    if (v) return v;
+    // row (plane·C + c)·Hs + y + shift of image 0, as [P?, kh, C, 1, OH/P]; the batch offset is added at run time
+    const key = `tap-row-stack:${P}:${planes}x${g.C}x${Hs}:${g.OH}:${colParity}:${kernelRows.join(';')}`;
+    const base = b.shared(key, () =>
+      int64([...lead, g.C, g.kh, 1, OHp], Array.from({ length: P * g.C * g.kh * OHp }, (_, k) => {
+        const [h, c, i, y] = [Math.floor(k / (g.C * g.kh * OHp)), Math.floor(k / (g.kh * OHp)) % g.C, Math.floor(k / OHp) % g.kh, k % OHp];
+        const [rowParity, shift] = kernelRows[i];
+        return ((rowParity * s + colParity) * g.C + c) * Hs + shift + h * OHp + y;
+      })),
+    );
+    let idx = b.op('Add', [base, imageStart]); // [P?, C, kh, N, OH/P]
+    const inside = Uint8Array.from({ length: P * g.kh * OHp }, (_, k) => {
+      const [h, i, y] = [Math.floor(k / (g.kh * OHp)), Math.floor(k / OHp) % g.kh, k % OHp];
+      const row = h * OHp + y + kernelRows[i][1];
+      return row >= 0 && row < Hs ? 1 : 0;
+    });
+    if (inside.includes(0)) idx = b.op('Where', [b.shared(`${key}:inside`, () => tensor('bool', [...lead, 1, g.kh, 1, OHp], inside)), idx, zeroRow]);
+    stacks.set(colParity, (v = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([...lead, g.C * g.kh, -1])])));
+    return v;
+  };
+  /** Σ over positions of X's stacked rows × dY's: [C·kh, O]. */
+  const product = (xs: string, dy: string): string =>
+    P === 1 ? b.op('Gemm', [xs, dy], { transB: 1 }) : b.op('ReduceSum', [b.op('MatMul', [xs, b.op('Transpose', [dy], { perm: [0, 2, 1] })]), b.i64([0])], { keepdims: 0 });
+  const parts = Array.from({ length: g.kw }, (_, j) => {
+    const [colParity, colShift] = parityShift(j * g.dw - g.pl, s);
+    return product(stackFor(colParity), dYAt(colShift)); // [C·kh, O]
+  });
+  // [C·kh, kw, O] (runs of O floats), then one 2-D transpose (onnxruntime's blocked one): [O, C·kh·kw]
+  const taps = parts.length === 1 ? parts[0] : b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([1])])), { axis: 1 });
+  return b.op('Reshape', [b.op('Transpose', [b.op('Reshape', [taps, b.i64([-1, g.O])])], { perm: [1, 0] }), b.i64([g.O, g.C, g.kh, g.kw])]);
 }
 
 /**
