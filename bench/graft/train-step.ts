@@ -33,13 +33,15 @@ export interface StepArgs extends LoopOptions {
    * gradients and share the weights every step.
    */
   replicas?: number;
+  /** Probe: ORT's intra-op threads spin between parallel sections (Runtime's `spin`), as PyTorch's OpenMP threads do. */
+  spin?: boolean;
 }
 
 export async function measureStep(a: StepArgs): Promise<void> {
   // the worker threads and the NCHWc probe first, outside compile_s (graft pays them once per process)
   const replicas = a.replicas ?? 1;
   if (a.threads % replicas || a.batch % replicas) throw new Error(`replicas (${replicas}) must divide threads (${a.threads}) and batch (${a.batch})`);
-  const runtime = await Runtime.create({ threads: a.threads / replicas, workers: replicas });
+  const runtime = await Runtime.create({ threads: a.threads / replicas, workers: replicas, spin: a.spin });
   try {
     await measureWith(runtime, a);
   } finally {
@@ -114,6 +116,7 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
     classes: a.classes,
     threads: a.threads,
     ...(replicas > 1 ? { replicas } : {}),
+    ...(a.spin ? { spin: true } : {}),
     trainable_params: trainableParams,
     graph_nodes: step.model.graph.nodes.length,
     step_input: dims.join('×'),
