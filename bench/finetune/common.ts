@@ -101,7 +101,34 @@ export interface ProfileEvent {
   cat: string;
   name: string;
   dur: number;
-  args?: { op_name?: string; provider?: string; output_size?: string };
+  args?: { op_name?: string; provider?: string; output_size?: string; input_type_shape?: unknown };
+}
+
+/** One node's kernel in one profiled run. */
+export interface KernelTime {
+  node: string;
+  op: string;
+  us: number;
+  /** the input shapes the profiler recorded, to tell layers apart */
+  shapes: string;
+}
+
+/**
+ * A profile split into its session runs: each run's kernels in order and its wall time (the
+ * "model_run" event ORT writes when a run ends, so the kernels before it are that run's).
+ */
+export function kernelRuns(events: readonly ProfileEvent[]): { runUs: number; kernels: KernelTime[] }[] {
+  const runs: { runUs: number; kernels: KernelTime[] }[] = [];
+  let kernels: KernelTime[] = [];
+  for (const e of events) {
+    if (e.cat === 'Session' && e.name === 'model_run') {
+      runs.push({ runUs: e.dur, kernels });
+      kernels = [];
+    } else if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) {
+      kernels.push({ node: e.name.slice(0, -'_kernel_time'.length), op: e.args?.op_name ?? '?', us: e.dur, shapes: JSON.stringify(e.args?.input_type_shape ?? []) });
+    }
+  }
+  return runs;
 }
 
 /**

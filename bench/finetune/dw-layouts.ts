@@ -24,7 +24,7 @@ import { lowerConvsToNchwc } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import type { ConvDwMethod } from '../../src/autodiff/rule.js';
-import { args, createSession, median, randomFloats, round, takeProfile } from './common.js';
+import { args, createSession, kernelRuns, median, randomFloats, round, takeProfile } from './common.js';
 import { convShape, probeGraph } from './tune-conv.js';
 
 const a = args({ variant: 'gather', channels: '64', size: '56', batch: '16', threads: '2', runs: '10' });
@@ -125,13 +125,7 @@ for (let i = 0; i < want.length; i++) {
 const err = worst / scale;
 if (!(err < 1e-4)) throw new Error(`${a.variant} differs from slices: max relative error ${err}`);
 
-const events = takeProfile(prefix);
 const byOp = new Map<string, number>();
-let counted = 0;
-for (const e of events) {
-  if (e.cat === 'Session' && e.name === 'model_run') counted++;
-  // skip the warm-up run's kernels (they precede the first model_run event)
-  else if (counted > 0 && e.cat === 'Node' && e.name.endsWith('_kernel_time')) byOp.set(e.args?.op_name ?? '?', (byOp.get(e.args?.op_name ?? '?') ?? 0) + e.dur);
-}
+for (const k of kernelRuns(takeProfile(prefix)).slice(1).flatMap((r) => r.kernels)) byOp.set(k.op, (byOp.get(k.op) ?? 0) + k.us); // after the warm-up run
 const perRun = [...byOp.entries()].map(([op, us]) => `${op} ${round(us / 1000 / runs)}`).join('  ');
 console.log(`${a.variant.padEnd(11)} C=${C} ${H}² N=${N} threads=${a.threads}: median ${round(median(wall))} ms per run | ms per op type: ${perRun}`);

@@ -6,7 +6,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { args, createSession, median, randomFloats, round, takeProfile, type BenchModelName } from './common.js';
+import { args, createSession, kernelRuns, median, randomFloats, round, takeProfile, type BenchModelName } from './common.js';
 import { convShapes, probeGraph, probesFor, probeName } from './tune-conv.js';
 
 const a = args({ model: 'resnet18', filter: '', probe: 'fwd', runs: '10', batch: '16', threads: '1' });
@@ -21,8 +21,12 @@ const feeds = Object.fromEntries(inputs.map((i, k) => [i.name, new ort.Tensor('f
 for (let r = 0; r < Number(a.runs); r++) await session.run(feeds);
 session.endProfiling();
 await session.release();
-const events = takeProfile(prefix);
 const per = new Map<string, number[]>();
-for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) (per.get(`${e.args?.op_name}\t${e.name}`) ?? per.set(`${e.args?.op_name}\t${e.name}`, []).get(`${e.args?.op_name}\t${e.name}`)!).push(e.dur);
+for (const k of kernelRuns(takeProfile(prefix)).flatMap((r) => r.kernels)) {
+  const key = `${k.op}\t${k.node}_kernel_time`;
+  let us = per.get(key);
+  if (!us) per.set(key, (us = []));
+  us.push(k.us);
+}
 console.log(`# ${s.key} ${a.probe}`);
 for (const [k, v] of [...per.entries()].sort((x, y) => median(y[1]) - median(x[1]))) console.log(`${round(median(v) / 1000, 2)}\t${k}`);

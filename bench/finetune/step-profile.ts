@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConvDwMethod, ConvDxMethod } from '../../src/autodiff/rule.js';
-import { args, benchModel, compileStep, createSession, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type ProfileEvent, type TrainableSet } from './common.js';
+import { args, benchModel, compileStep, createSession, kernelRuns, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type TrainableSet } from './common.js';
 
 const a = args({ model: 'resnet18', set: 'full', threads: '1', runs: '5', batch: '16', dx: 'auto', dw: 'auto', top: '40', json: '', nodes: '0', nchwc: 'on' });
 const m = await benchModel(a.model as BenchModelName);
@@ -23,39 +23,19 @@ await session.run(feeds); // warm-up (allocations, first-run kernel choices) —
 for (let r = 0; r < runs; r++) await session.run(feeds);
 session.endProfiling();
 await session.release();
-const events = takeProfile(prefix);
-
-// kernel events come in run order; split them into runs at each "model_run" marker
-const perRun: ProfileEvent[][] = [];
-for (const e of events) {
-  if (e.cat === 'Session' && e.name === 'model_run') perRun.push([]);
-}
-let k = -1;
-const runEvents: ProfileEvent[][] = perRun.map(() => []);
-// model_run events are emitted at the END of a run, so attribute node events to the next model_run
-const kernels: { e: ProfileEvent; run: number }[] = [];
-for (const e of events) {
-  if (e.cat === 'Session' && e.name === 'model_run') {
-    k++;
-    continue;
-  }
-  if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) kernels.push({ e, run: k + 1 });
-}
-for (const { e, run } of kernels) if (run < runEvents.length) runEvents[run].push(e);
-const timed = runEvents.slice(1); // drop the warm-up run
-const modelRunUs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').slice(1).map((e) => e.dur);
+const timed = kernelRuns(takeProfile(prefix)).slice(1); // the first is the warm-up
+const modelRunUs = timed.map((r) => r.runUs);
 
 type Key = string;
 const table = new Map<Key, number[]>();
 const counts = new Map<Key, number>();
-timed.forEach((evs, r) => {
+timed.forEach(({ kernels }, r) => {
   const sums = new Map<Key, number>();
   const n = new Map<Key, number>();
-  for (const e of evs) {
-    const node = e.name.slice(0, -'_kernel_time'.length);
-    const side = forwardNames.has(node) ? 'fwd' : 'bwd';
-    const key = `${e.args?.op_name ?? '?'}\t${side}`;
-    sums.set(key, (sums.get(key) ?? 0) + e.dur);
+  for (const k of kernels) {
+    const side = forwardNames.has(k.node) ? 'fwd' : 'bwd';
+    const key = `${k.op}\t${side}`;
+    sums.set(key, (sums.get(key) ?? 0) + k.us);
     n.set(key, (n.get(key) ?? 0) + 1);
   }
   for (const [key, us] of sums) {
@@ -77,13 +57,10 @@ console.log(`# forward kernels ${bySide('fwd')} ms, backward kernels ${bySide('b
 if (Number(a.nodes) > 0) {
   // the slowest individual nodes (median over runs), to see which layer a cost belongs to
   const perNode = new Map<string, { op: string; us: number[] }>();
-  for (const evs of timed) {
-    for (const e of evs) {
-      const node = e.name.slice(0, -'_kernel_time'.length);
-      let x = perNode.get(node);
-      if (!x) perNode.set(node, (x = { op: e.args?.op_name ?? '?', us: [] }));
-      x.us.push(e.dur);
-    }
+  for (const k of timed.flatMap((r) => r.kernels)) {
+    let x = perNode.get(k.node);
+    if (!x) perNode.set(k.node, (x = { op: k.op, us: [] }));
+    x.us.push(k.us);
   }
   const list = [...perNode.entries()].map(([node, x]) => ({ node, op: x.op, ms: median(x.us) / 1000 })).sort((p, q) => q.ms - p.ms);
   console.log('# slowest nodes');

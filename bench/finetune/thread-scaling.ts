@@ -8,7 +8,7 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { args, benchModel, compileStep, createSession, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type ProfileEvent, type TrainableSet } from './common.js';
+import { args, benchModel, compileStep, createSession, kernelRuns, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type TrainableSet } from './common.js';
 
 const a = args({ model: 'resnet18', set: 'full', runs: '5', batch: '16', top: '25' });
 const m = await benchModel(a.model as BenchModelName);
@@ -26,24 +26,17 @@ interface NodeTime {
 async function profile(threads: number): Promise<{ nodes: Map<string, NodeTime>; runMs: number }> {
   const prefix = join(tmpdir(), `graft-scaling-${process.pid}-${threads}`);
   const session = await createSession(bytes, { threads, profilePrefix: prefix });
-  const runs = Number(a.runs);
-  for (let r = 0; r <= runs; r++) await session.run(feeds);
+  for (let r = 0; r <= Number(a.runs); r++) await session.run(feeds);
   session.endProfiling();
   await session.release();
   const perNode = new Map<string, { op: string; us: number[]; shapes: string }>();
-  const runUs: number[] = [];
-  let run = 0; // model_run closes each run: events before the first one belong to the warm-up
-  for (const e of takeProfile(prefix) as (ProfileEvent & { args?: { input_type_shape?: unknown } })[]) {
-    if (e.cat === 'Session' && e.name === 'model_run') {
-      if (run++ > 0) runUs.push(e.dur);
-      continue;
-    }
-    if (run === 0 || e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
-    const name = e.name.slice(0, -'_kernel_time'.length);
-    let x = perNode.get(name);
-    if (!x) perNode.set(name, (x = { op: e.args?.op_name ?? '?', us: [], shapes: JSON.stringify(e.args?.input_type_shape ?? []) }));
-    x.us.push(e.dur);
+  const timed = kernelRuns(takeProfile(prefix)).slice(1); // the first is the warm-up
+  for (const k of timed.flatMap((r) => r.kernels)) {
+    let x = perNode.get(k.node);
+    if (!x) perNode.set(k.node, (x = { op: k.op, us: [], shapes: k.shapes }));
+    x.us.push(k.us);
   }
+  const runUs = timed.map((r) => r.runUs);
   return { nodes: new Map([...perNode].map(([k, x]) => [k, { op: x.op, ms: median(x.us) / 1000, shapes: x.shapes }])), runMs: median(runUs) / 1000 };
 }
 
