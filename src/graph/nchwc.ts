@@ -103,6 +103,19 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     return value?.kind === 'tensor' && value.value.dims.reduce((x, y) => x * y, 1) === 1;
   };
 
+  /** The pointwise node computing v, when it is one pointwiseBlocked may move (whole-block channels, not yet moved). */
+  const pointwiseProducer = (v: string): Node | undefined => {
+    const p = producer.get(v);
+    if (!p || !POINTWISE.has(p.opType) || !isDefaultDomain(p.domain) || dropped.has(p) || replaced.has(p) || outputs.has(v)) return undefined;
+    const shape = shapes.get(v)?.shape;
+    return shape && shape.length === 4 && typeof shape[1] === 'number' && shape[1] % B === 0 ? p : undefined;
+  };
+  /** Whether every operand on the way is a scalar constant or has (or can get) a blocked twin: checked before emitting anything. */
+  const blockable = (v: string): boolean => {
+    if (blocked.has(v)) return true;
+    const p = pointwiseProducer(v);
+    return !!p && p.inputs.every((i) => !i || isScalarConstant(i) || (sameShape(shapes.get(i)?.shape, shapes.get(v)?.shape) && blockable(i)));
+  };
   /**
    * The blocked twin of a value that pointwise ops compute from blocked values — a ReLU's gradient
    * mask and product, a gradient sum — emitted in the blocked layout in place of the NCHW nodes, which
@@ -112,24 +125,14 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
    * once the channels fill whole blocks. undefined when something on the way is not such an op.
    */
   const pointwiseBlocked = (v: string): string | undefined => {
+    if (!blockable(v)) return undefined;
     const known = blocked.get(v);
     if (known) return known;
-    const p = producer.get(v);
-    if (!p || !POINTWISE.has(p.opType) || !isDefaultDomain(p.domain) || replaced.has(p) || outputs.has(v)) return undefined;
-    const shape = shapes.get(v)?.shape;
-    if (!shape || shape.length !== 4 || typeof shape[1] !== 'number' || shape[1] % B !== 0) return undefined;
-    const inputs: string[] = [];
-    for (const i of p.inputs) {
-      if (!i || isScalarConstant(i)) inputs.push(i);
-      else if (sameShape(shapes.get(i)?.shape, shape)) {
-        const twin = pointwiseBlocked(i);
-        if (!twin) return undefined;
-        inputs.push(twin);
-      } else return undefined;
-    }
+    const p = pointwiseProducer(v)!;
+    const inputs = p.inputs.map((i) => (!i || isScalarConstant(i) ? i : pointwiseBlocked(i)!));
     const start = g.nodes.length;
     const twin = b.op(p.opType, inputs, Object.fromEntries(p.attrs));
-    b.op('ReorderOutput', [twin], { channels_last: 0, channels: shape[1] }, { domain: NCHWC_DOMAIN, outputs: [v] });
+    b.op('ReorderOutput', [twin], { channels_last: 0, channels: shapes.get(v)!.shape![1] as number }, { domain: NCHWC_DOMAIN, outputs: [v] });
     replaced.set(p, g.nodes.splice(start));
     blocked.set(v, twin);
     return twin;

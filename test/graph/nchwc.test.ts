@@ -215,17 +215,20 @@ describe('lowerConvsToNchwc', () => {
     expect(ops(m).filter((o) => o === 'Mul' || o === 'Sum' || o === 'Cast' || o === 'Greater')).toHaveLength(4);
   });
 
-  it('keeps a pointwise product in NCHW when one operand has no blocked twin', () => {
+  it('keeps a pointwise product in NCHW, mask and all, when one operand has no blocked twin', () => {
     const m = convGraph([1, 32, 4, 4], (conv, b) => {
       b.reserve('scale');
       const y = conv({ x: 'x', w: [32, 32, 3, 3] });
-      return [conv({ x: b.op('Mul', [y, 'scale']), w: [32, 32, 3, 3] })];
+      // the mask (which could go blocked) comes first: nothing of the chain may move before the whole can
+      const mask = b.op('Cast', [b.op('Greater', [y, b.f32(0)])], { to: 1 });
+      return [conv({ x: b.op('Mul', [mask, 'scale']), w: [32, 32, 3, 3] })];
     });
     m.graph.inputs.push({ name: 'scale', dtype: 'float32', shape: [1, 32, 4, 4] });
     lowerConvsToNchwc(m, { block: B });
     const { producer } = m.graph.index();
-    const mul = m.graph.nodes.find((n) => n.opType === 'Mul')!;
-    expect(producer.get(mul.inputs[0])?.opType).toBe('ReorderOutput');
+    const greater = m.graph.nodes.find((n) => n.opType === 'Greater')!;
+    expect(producer.get(greater.inputs[0])?.opType).toBe('ReorderOutput');
+    expect(m.graph.nodes.filter((n) => n.opType === 'ReorderOutput').map((n) => producer.get(n.inputs[0])?.opType)).toEqual(['Conv', 'Conv']);
     expect(producer.get(blockedConvs(m)[1].inputs[0])?.opType).toBe('ReorderInput');
   });
 
