@@ -148,6 +148,8 @@ describe('convolution', () => {
     { name: '1×1 s1', x: [2, 5, 4, 4], w: [3, 5, 1, 1], attrs: {}, bias: true },
     { name: '1×1 s2', x: [2, 5, 5, 5], w: [3, 5, 1, 1], attrs: { strides: [2, 2] } },
     { name: '7×7 s2 p3 stem', x: [2, 3, 11, 11], w: [4, 3, 7, 7], attrs: { strides: [2, 2], pads: [3, 3, 3, 3] } },
+    // above dwTapGather's stack size: X's rows gathered kernel row by kernel row, products per tap
+    { name: '3×3 s1 p1 on a large map (row gathers per kernel row)', x: [1, 8, 160, 160], w: [8, 8, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
     // batch-as-channels as two groups over the batch's halves (odd channel count), with an odd batch
     { name: '5×5 s2 p2, one channel, batch of 3', x: [3, 1, 12, 9], w: [4, 1, 5, 5], attrs: { strides: [2, 2], pads: [2, 2, 2, 2] } },
     { name: '3×3 dilation 2', x: [2, 3, 9, 9], w: [4, 3, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },

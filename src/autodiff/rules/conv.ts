@@ -90,6 +90,13 @@ const rowGathers = (g: ConvGeometry): boolean => g.sh === g.sw && (g.sh === 1 ||
 /** Output positions per image up to which dense 3×3 weight gradients use im2col rather than per-tap Gemms. */
 const IM2COL_MAX_POSITIONS = 49;
 
+/**
+ * Floats per image up to which a row-gather weight gradient stacks X's rows for all kernel rows (one
+ * product per kernel column): ResNet's first stage, 64 channels × 3 kernel rows × 56², is the largest
+ * measured (dwTapGather).
+ */
+const MAX_ROW_STACK_PER_IMAGE = 64 * 3 * 56 * 56;
+
 export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<ConvDwMethod, 'auto'> {
   const dense = g.group === 1;
   const depthwise = isDepthwise(g) && g.O === g.C;
@@ -390,36 +397,50 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
   // layer's nine taps, 1 thread 45.7 → 36.5 ms; 128 × 28²: 21.4 → 19.3 ms), at the price of kh copies of
   // X's rows alive at once instead of one.
   const kernelRows = Array.from({ length: g.kh }, (_, i) => parityShift(i * g.dh - g.pt, s));
-  const stacks = new Map<number, string>();
-  const stackFor = (colParity: number): string => {
-    let v = stacks.get(colParity);
-    if (v) return v;
-    // row (plane·C + c)·Hs + y + shift of image 0, as [P?, kh, C, 1, OH/P]; the batch offset is added at run time
-    const key = `tap-row-stack:${P}:${planes}x${g.C}x${Hs}:${g.OH}:${colParity}:${kernelRows.join(';')}`;
+  // Large maps keep one kernel row's copy of X alive at a time instead (products per tap): InceptionV3's
+  // 147² layers would hold three 44 MB copies at batch 16 (whole run's peak RSS +150 MB)
+  const stackRows = g.C * g.kh * g.OH * Ws <= MAX_ROW_STACK_PER_IMAGE ? g.kh : 1;
+  /** X's rows of kernel rows first … first + count − 1, [P?, C·count, N·OH/P·Ws] (rows in (c, i) order). */
+  const stackFor = (first: number, count: number, colParity: number): string => {
+    const rowsOf = kernelRows.slice(first, first + count);
+    // row (plane·C + c)·Hs + y + shift of image 0, as [P?, C, count, 1, OH/P]; the batch offset is added at run time
+    const key = `tap-row-stack:${P}:${planes}x${g.C}x${Hs}:${g.OH}:${colParity}:${rowsOf.join(';')}`;
     const base = b.shared(key, () =>
-      int64([...lead, g.C, g.kh, 1, OHp], Array.from({ length: P * g.C * g.kh * OHp }, (_, k) => {
-        const [h, c, i, y] = [Math.floor(k / (g.C * g.kh * OHp)), Math.floor(k / (g.kh * OHp)) % g.C, Math.floor(k / OHp) % g.kh, k % OHp];
-        const [rowParity, shift] = kernelRows[i];
+      int64([...lead, g.C, count, 1, OHp], Array.from({ length: P * g.C * count * OHp }, (_, k) => {
+        const [h, c, i, y] = [Math.floor(k / (g.C * count * OHp)), Math.floor(k / (count * OHp)) % g.C, Math.floor(k / OHp) % count, k % OHp];
+        const [rowParity, shift] = rowsOf[i];
         return ((rowParity * s + colParity) * g.C + c) * Hs + shift + h * OHp + y;
       })),
     );
-    let idx = b.op('Add', [base, imageStart]); // [P?, C, kh, N, OH/P]
-    const inside = Uint8Array.from({ length: P * g.kh * OHp }, (_, k) => {
-      const [h, i, y] = [Math.floor(k / (g.kh * OHp)), Math.floor(k / OHp) % g.kh, k % OHp];
-      const row = h * OHp + y + kernelRows[i][1];
+    let idx = b.op('Add', [base, imageStart]); // [P?, C, count, N, OH/P]
+    const inside = Uint8Array.from({ length: P * count * OHp }, (_, k) => {
+      const [h, i, y] = [Math.floor(k / (count * OHp)), Math.floor(k / OHp) % count, k % OHp];
+      const row = h * OHp + y + rowsOf[i][1];
       return row >= 0 && row < Hs ? 1 : 0;
     });
-    if (inside.includes(0)) idx = b.op('Where', [b.shared(`${key}:inside`, () => tensor('bool', [...lead, 1, g.kh, 1, OHp], inside)), idx, zeroRow]);
-    stacks.set(colParity, (v = b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([...lead, g.C * g.kh, -1])])));
-    return v;
+    if (inside.includes(0)) idx = b.op('Where', [b.shared(`${key}:inside`, () => tensor('bool', [...lead, 1, count, 1, OHp], inside)), idx, zeroRow]);
+    return b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([...lead, g.C * count, -1])]);
   };
-  /** Σ over positions of X's stacked rows × dY's: [C·kh, O]. */
+  /** Σ over positions of X's stacked rows × dY's: [C·count, O]. */
   const product = (xs: string, dy: string): string =>
     P === 1 ? b.op('Gemm', [xs, dy], { transB: 1 }) : b.op('ReduceSum', [b.op('MatMul', [xs, b.op('Transpose', [dy], { perm: [0, 2, 1] })]), b.i64([0])], { keepdims: 0 });
-  const parts = Array.from({ length: g.kw }, (_, j) => {
-    const [colParity, colShift] = parityShift(j * g.dw - g.pl, s);
-    return product(stackFor(colParity), dYAt(colShift)); // [C·kh, O]
-  });
+  const columns = Array.from({ length: g.kw }, (_, j) => parityShift(j * g.dw - g.pl, s));
+  // emitted stack by stack, each stack's products together, so that one stack of X's rows is alive at a time
+  const byStack: string[][] = []; // [stack][column] → [C·count, O]
+  for (let first = 0; first < g.kh; first += stackRows) {
+    const stacks = new Map<number, string>();
+    byStack.push(
+      columns.map(([colParity, colShift]) => {
+        let xs = stacks.get(colParity);
+        if (!xs) stacks.set(colParity, (xs = stackFor(first, stackRows, colParity)));
+        return product(xs, dYAt(colShift));
+      }),
+    );
+  }
+  // per column, [C·kh, O] in (c, i) order: one stack's product, or the per-row products interleaved
+  const parts = columns.map((_, j) =>
+    byStack.length === 1 ? byStack[0][j] : b.op('Reshape', [b.op('Concat', byStack.map((ps) => b.op('Unsqueeze', [ps[j], b.i64([1])])), { axis: 1 }), b.i64([-1, g.O])]),
+  );
   // [C·kh, kw, O] (runs of O floats), then one 2-D transpose (onnxruntime's blocked one): [O, C·kh·kw]
   const taps = parts.length === 1 ? parts[0] : b.op('Concat', parts.map((p) => b.op('Unsqueeze', [p, b.i64([1])])), { axis: 1 });
   return b.op('Reshape', [b.op('Transpose', [b.op('Reshape', [taps, b.i64([-1, g.O])])], { perm: [1, 0] }), b.i64([g.O, g.C, g.kh, g.kw])]);
