@@ -53,6 +53,8 @@ export interface NchwcLowering {
 
 /** Default-domain ops that pointwiseBlocked computes in the blocked layout (same-shape operands or scalars). */
 const POINTWISE = new Set(['Mul', 'Add', 'Sum', 'Cast', 'Greater', 'Less', 'And', 'Clip']);
+/** Those of them with a boolean output. */
+const BOOLEAN = new Set(['Greater', 'Less', 'And']);
 
 const isStatic = (s: readonly Dim[] | undefined): s is number[] => !!s && s.every((d) => typeof d === 'number');
 const sameShape = (a: readonly Dim[] | undefined, b: readonly Dim[] | undefined): boolean => !!a && !!b && a.length === b.length && a.every((d, i) => d !== null && d === b[i]);
@@ -132,8 +134,12 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     const inputs = p.inputs.map((i) => (!i || isScalarConstant(i) ? i : pointwiseBlocked(i)!));
     const start = g.nodes.length;
     const twin = b.op(p.opType, inputs, Object.fromEntries(p.attrs));
-    b.op('ReorderOutput', [twin], { channels_last: 0, channels: shapes.get(v)!.shape![1] as number }, { domain: NCHWC_DOMAIN, outputs: [v] });
-    replaced.set(p, g.nodes.splice(start));
+    // ReorderOutput takes floats only: a comparison's NCHW node stays for any NCHW reader (pruned if none)
+    if (BOOLEAN.has(p.opType)) replaced.set(p, [...g.nodes.splice(start), p]);
+    else {
+      b.op('ReorderOutput', [twin], { channels_last: 0, channels: shapes.get(v)!.shape![1] as number }, { domain: NCHWC_DOMAIN, outputs: [v] });
+      replaced.set(p, g.nodes.splice(start));
+    }
     blocked.set(v, twin);
     return twin;
   };

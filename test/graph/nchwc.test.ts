@@ -260,11 +260,14 @@ describe('lowerConvsToNchwc', () => {
         const six = b.op('Clip', [dilated, b.op('Constant', [], { value: float32([], [0]) }), b.op('Constant', [], { value: float32([], [6]) })]);
         const mask = b.op('Cast', [b.op('And', [b.op('Greater', [six, b.f32(0)]), b.op('Less', [six, b.f32(0.1)])])], { to: 1 });
         const masked = conv({ x: b.op('Mul', [b.op('Add', [rectangular, a]), mask]), w: [32, 32, 3, 3] });
-        return [pw, a, dilated, rectangular, asymmetric, masked];
+        // a comparison something else also reads in NCHW (there is no ReorderOutput for booleans)
+        const above = b.op('Greater', [asymmetric, b.f32(0)]);
+        const gated = conv({ x: b.op('Mul', [asymmetric, b.op('Cast', [above], { to: 1 })]), w: [32, 32, 1, 1] });
+        return [pw, a, dilated, rectangular, asymmetric, masked, gated, b.op('Cast', [b.op('Not', [above])], { to: 1 })];
       });
     const plain = build();
     const lowered = build();
-    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(9);
+    expect(lowerConvsToNchwc(lowered, { block }).lowered).toBe(10);
     expect(lowered.graph.nodes.filter((n) => n.opType === 'ReorderInput' && !n.name.startsWith(FILTER_REORDER)), 'only the image enters the blocked layout').toHaveLength(0);
     expect(blockedConvs(lowered).filter((n) => n.inputs[3]).length, 'convs with a fused residual Add').toBe(1);
     const feeds = feedsFor(plain);
