@@ -405,13 +405,14 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
     const rowsOf = kernelRows.slice(first, first + count);
     // row (plane·C + c)·Hs + y + shift of image 0, as [P?, C, count, 1, OH/P]; the batch offset is added at run time
     const key = `tap-row-stack:${P}:${planes}x${g.C}x${Hs}:${g.OH}:${colParity}:${rowsOf.join(';')}`;
-    const base = b.shared(key, () =>
-      int64([...lead, g.C, count, 1, OHp], Array.from({ length: P * g.C * count * OHp }, (_, k) => {
-        const [h, c, i, y] = [Math.floor(k / (g.C * count * OHp)), Math.floor(k / (count * OHp)) % g.C, Math.floor(k / OHp) % count, k % OHp];
-        const [rowParity, shift] = rowsOf[i];
-        return ((rowParity * s + colParity) * g.C + c) * Hs + shift + h * OHp + y;
-      })),
-    );
+    const base = b.shared(key, () => {
+      // rowIndex's [P?, C·count, 1, OH/P], its row axis split in two so that the mask below broadcasts over C
+      const r = rowIndex(g.C * count, (cr) => {
+        const [rowParity, shift] = rowsOf[cr % count];
+        return ((rowParity * s + colParity) * g.C + Math.floor(cr / count)) * Hs + shift;
+      });
+      return tensor('int64', [...lead, g.C, count, 1, OHp], r.data);
+    });
     let idx = b.op('Add', [base, imageStart]); // [P?, C, count, N, OH/P]
     const inside = Uint8Array.from({ length: P * count * OHp }, (_, k) => {
       const [h, i, y] = [Math.floor(k / (count * OHp)), Math.floor(k / OHp) % count, k % OHp];
