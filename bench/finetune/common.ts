@@ -12,8 +12,9 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import type { GradOptions } from '../../src/autodiff/rule.js';
 import { buildTrainStep, type TrainStep, type TrainStepOptions } from '../../src/autodiff/train-step.js';
+import { GraphBuilder } from '../../src/graph/builder.js';
 import { compose } from '../../src/graph/compose.js';
-import type { Model } from '../../src/graph/graph.js';
+import { Graph, Model } from '../../src/graph/graph.js';
 import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
 import { tailFrom } from '../../src/graph/surgery.js';
 import { ensureBuiltin } from '../../src/models/builtins.js';
@@ -94,6 +95,42 @@ export function createSession(model: Uint8Array | string, k: SessionKnobs = {}):
     ...(k.profilePrefix ? { enableProfiling: true, profileFilePrefix: k.profilePrefix } : {}),
     extra: { session },
   });
+}
+
+/**
+ * A probe's one-off graph: float32 inputs (name → dims) and the outputs `build` returns, their shapes left
+ * to onnxruntime, at opset 17. A Model rather than bytes, so that a probe can still rewrite it.
+ */
+export function tinyModel(inputs: Record<string, readonly number[]>, build: (b: GraphBuilder) => string | readonly string[]): Model {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  for (const [name, shape] of Object.entries(inputs)) {
+    b.reserve(name);
+    g.inputs.push({ name, dtype: 'float32', shape: [...shape] });
+  }
+  const outs = build(b);
+  g.outputs = (typeof outs === 'string' ? [outs] : outs).map((name) => ({ name, dtype: 'float32' as const }));
+  return new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] });
+}
+
+/**
+ * A session over tinyModel's graph, feeds for its inputs (`data`, else random, seeded 1, 2, … in order) and outputs
+ * preallocated once a first run has shown their shapes (timed runs copy nothing back), holding a run's
+ * results when this returns.
+ */
+export async function tinySession(
+  inputs: Record<string, readonly number[]>,
+  build: (b: GraphBuilder) => string | readonly string[],
+  k: SessionKnobs = {},
+  data: Record<string, Float32Array> = {},
+): Promise<{ session: ort.InferenceSession; feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor>; run: () => Promise<unknown> }> {
+  const session = await createSession(modelToBytes(tinyModel(inputs, build)), k);
+  const size = (d: readonly number[]) => d.reduce((p, q) => p * q, 1);
+  const feeds = Object.fromEntries(Object.entries(inputs).map(([name, dims], i) => [name, new ort.Tensor('float32', data[name] ?? randomFloats(size(dims), i + 1), [...dims])]));
+  const first = await session.run(feeds);
+  const fetches = Object.fromEntries(session.outputNames.map((name) => [name, new ort.Tensor('float32', new Float32Array(size(first[name].dims)), first[name].dims)]));
+  await session.run(feeds, fetches);
+  return { session, feeds, fetches, run: () => session.run(feeds, fetches) };
 }
 
 /** One event of ORT's profiler (chrome-trace JSON). */

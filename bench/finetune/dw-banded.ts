@@ -6,12 +6,9 @@
  *
  *   npx tsx bench/finetune/dw-banded.ts [--shapes 960x7,576x14,384x14,192x28,144x56] [--stride 1] [--rounds 15]
  */
-import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../src/graph/builder.js';
-import { Graph, Model } from '../../src/graph/graph.js';
-import { modelToBytes } from '../../src/graph/serialize.js';
+import type { GraphBuilder } from '../../src/graph/builder.js';
 import { float32 } from '../../src/onnx/tensor.js';
-import { args, createSession, interleave, randomFloats } from './common.js';
+import { args, interleave, tinySession } from './common.js';
 
 const a = args({ shapes: '960x7,576x14,384x14,192x28,144x56,32x112', stride: '1', rounds: '15', batch: '16' });
 const N = Number(a.batch);
@@ -23,19 +20,9 @@ for (const spec of a.shapes.split(',')) {
   const p = 1;
   const OH = Math.floor((H + 2 * p - k) / s) + 1;
   const OW = OH;
-  const Hp = H + 2 * p;
   const Wp = W + 2 * p;
-  const mk = (build: (b: GraphBuilder) => string) => {
-    const g = new Graph();
-    const b = new GraphBuilder(g);
-    b.reserve('x', 'w');
-    g.inputs.push({ name: 'x', dtype: 'float32', shape: [N, C, H, W] }, { name: 'w', dtype: 'float32', shape: [C, 1, k, k] });
-    const out = build(b);
-    g.outputs = [{ name: out, dtype: 'float32', shape: [N, C, OH, OW] }];
-    return modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] }));
-  };
-  const conv = mk((b) => b.op('Conv', ['x', 'w'], { kernel_shape: [k, k], pads: [p, p, p, p], strides: [s, s], group: C }));
-  const banded = mk((b) => {
+  const conv = (b: GraphBuilder) => b.op('Conv', ['x', 'w'], { kernel_shape: [k, k], pads: [p, p, p, p], strides: [s, s], group: C });
+  const banded = (b: GraphBuilder) => {
     // band pattern E [k·k, k·Wp·OW]: tap (i, j) of output column w reads padded column w·s + j of row tap i
     const E = new Float32Array(k * k * k * Wp * OW);
     for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) for (let w = 0; w < OW; w++) E[(i * k + j) * k * Wp * OW + (i * Wp + w * s + j) * OW + w] = 1;
@@ -46,28 +33,22 @@ for (const spec of a.shapes.split(',')) {
     const v = b.op('Reshape', [b.op('Concat', rows, { axis: 3 }), b.i64([C, N * OH, k * Wp])]);
     const y = b.op('MatMul', [v, T]); // [C, N·OH, OW]
     return b.op('Transpose', [b.op('Reshape', [y, b.i64([C, N, OH, OW])])], { perm: [1, 0, 2, 3] });
-  });
-  void Hp;
-  const x = new ort.Tensor('float32', randomFloats(N * C * H * W, 1), [N, C, H, W]);
-  const w = new ort.Tensor('float32', randomFloats(C * k * k, 2), [C, 1, k, k]);
+  };
   const variants = [];
   let ref: Float32Array | undefined;
-  for (const [name, bytes] of [
+  for (const [name, build] of [
     ['Conv group=C', conv],
     ['banded MatMul', banded],
   ] as const) {
-    const session = await createSession(bytes, { threads: 1 });
-    const out = new ort.Tensor('float32', new Float32Array(N * C * OH * OW), [N, C, OH, OW]);
-    const fetches = { [session.outputNames[0]]: out };
-    await session.run({ x, w }, fetches);
-    const got = out.data as Float32Array;
+    const { fetches, run } = await tinySession({ x: [N, C, H, W], w: [C, 1, k, k] }, build, { threads: 1 });
+    const got = Object.values(fetches)[0].data as Float32Array;
     if (!ref) ref = got.slice();
     else {
       let e = 0;
       for (let i = 0; i < got.length; i++) e = Math.max(e, Math.abs(got[i] - ref[i]));
       if (e > 1e-4) throw new Error(`${name}: max abs diff ${e}`);
     }
-    variants.push({ name, run: () => session.run({ x, w }, fetches) });
+    variants.push({ name, run });
   }
   const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });
   console.log(`${spec} s${s}: ` + r.stats.map((x) => `${x.name} ${x.cpuMedMs} ms`).join(' | ') + `  [load ${r.load[0]}]`);

@@ -18,13 +18,12 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../src/graph/builder.js';
-import { Graph, Model } from '../../src/graph/graph.js';
+import type { GraphBuilder } from '../../src/graph/builder.js';
 import { lowerConvsToNchwc } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import type { ConvDwMethod } from '../../src/autodiff/rule.js';
-import { args, createSession, kernelRuns, median, randomFloats, round, takeProfile } from './common.js';
+import { args, createSession, kernelRuns, median, randomFloats, round, takeProfile, tinyModel } from './common.js';
 import { convShape, probeGraph } from './tune-conv.js';
 
 const a = args({ variant: 'gather', channels: '64', size: '56', batch: '16', threads: '2', runs: '10' });
@@ -77,16 +76,7 @@ async function build(variant: string): Promise<Uint8Array> {
   if (RULE_FORMS[variant]) return probeGraph(convShape([N, C, H, W], [O, C, 3, 3], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }), { what: 'dW', method: RULE_FORMS[variant] }).bytes;
   const make = BY_HAND[variant];
   if (!make) throw new Error(`unknown variant ${variant}; one of ${VARIANTS.join(', ')}`);
-  const g = new Graph({
-    inputs: [
-      { name: 'x', dtype: 'float32', shape: [N, C, H, W] },
-      { name: 'dy', dtype: 'float32', shape: [N, O, H, W] },
-    ],
-  });
-  const b = new GraphBuilder(g);
-  b.reserve('x', 'dy');
-  g.outputs = [{ name: make(b), dtype: 'float32', shape: [O, C, 9] }];
-  const model = new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] });
+  const model = tinyModel({ x: [N, C, H, W], dy: [N, O, H, W] }, make);
   if (variant === 'nchwcBatch') {
     const block = await nchwcBlockSize();
     if (!block || N % block !== 0) throw new Error(`nchwcBatch needs ORT's NCHWc kernels and a batch that is a multiple of the block (${block})`);

@@ -1,98 +1,124 @@
 /**
- * Lever 4 micro-benchmarks: alternative op patterns for the memory-bound backward glue (activation masks,
- * max-pool routing, …), each a tiny graph over activation-sized tensors, timed interleaved. Every
- * pattern of a group computes the same values (checked against the group's first pattern).
+ * Micro-benchmarks of alternative op patterns for the backward's memory-bound glue (activation masks,
+ * parity planes, max-pool routing, dY's column shifts), each a tiny graph over activation-sized tensors,
+ * timed interleaved. Every pattern of a group computes the same values as the group's first (checked),
+ * except those named "(ref)": a same-sized copy or pass, timed for scale.
  *
- *   npx tsx bench/finetune/micro-ops.ts [--group relu|clip|planes|all] [--dims 16,144,56,56] [--rounds 15] [--threads 1]
+ *   npx tsx bench/finetune/micro-ops.ts [--group relu|clip|planes|maxpool|shift|all] [--dims …] [--rounds 15] [--threads 1]
+ *
+ * --dims overrides the group's default shape (given with each group below).
  */
-import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../src/graph/builder.js';
-import { Graph, Model } from '../../src/graph/graph.js';
-import { modelToBytes } from '../../src/graph/serialize.js';
-import { args, createSession, interleave, randomFloats } from './common.js';
+import type { GraphBuilder } from '../../src/graph/builder.js';
+import { float32 } from '../../src/onnx/tensor.js';
+import { args, interleave, randomFloats, tinySession } from './common.js';
 
-type Build = (b: GraphBuilder, y: string, dy: string) => string;
+interface Group {
+  /** The default shape, as --dims takes it. */
+  dims: number[];
+  /** The inputs (name → dims) for a shape. */
+  inputs: (d: number[]) => Record<string, number[]>;
+  /** Input values other than tinySession's uniform [-1, 1). */
+  data?: (d: number[]) => Record<string, Float32Array>;
+  patterns: Record<string, (b: GraphBuilder, d: number[]) => string>;
+}
 
-const GROUPS: Record<string, Record<string, Build>> = {
+const size = (d: number[]) => d.reduce((p, q) => p * q, 1);
+const gradientInputs = (d: number[]) => ({ y: d, dy: d });
+// y in [0, 6] with exact 0s and 6s, as a ReLU6 output has
+const activationData = (d: number[]) => ({ y: randomFloats(size(d), 5, -3, 9).map((v) => Math.min(6, Math.max(0, v))) });
+/** ResNet's stem max pool, as torchvision has it. */
+const stemPool = { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] };
+
+const GROUPS: Record<string, Group> = {
   relu: {
-    'Where(Greater(y,0))': (b, y, dy) => b.op('Where', [b.op('Greater', [y, b.f32(0)]), dy, b.f32(0)]),
-    'Mul(dy,Sign(y))': (b, y, dy) => b.op('Mul', [dy, b.op('Sign', [y])]),
-    'Where(Equal(y,0)) swapped': (b, y, dy) => b.op('Where', [b.op('Equal', [y, b.f32(0)]), b.f32(0), dy]),
-    'Mul(dy,Cast(Greater))': (b, y, dy) => b.op('Mul', [dy, b.op('Cast', [b.op('Greater', [y, b.f32(0)])], { to: 1 })]),
-    'Greater only': (b, y) => b.op('Cast', [b.op('Greater', [y, b.f32(0)])], { to: 1 }),
-    'Mul(dy,y) (1 pass ref)': (b, y, dy) => b.op('Mul', [dy, y]),
+    dims: [16, 144, 56, 56],
+    inputs: gradientInputs,
+    data: activationData,
+    patterns: {
+      'Where(Greater(y,0))': (b) => b.op('Where', [b.op('Greater', ['y', b.f32(0)]), 'dy', b.f32(0)]),
+      'Mul(dy,Sign(y))': (b) => b.op('Mul', ['dy', b.op('Sign', ['y'])]),
+      'Where(Equal(y,0)) swapped': (b) => b.op('Where', [b.op('Equal', ['y', b.f32(0)]), b.f32(0), 'dy']),
+      'Mul(dy,Cast(Greater))': (b) => b.op('Mul', ['dy', b.op('Cast', [b.op('Greater', ['y', b.f32(0)])], { to: 1 })]),
+      'Greater only (ref)': (b) => b.op('Cast', [b.op('Greater', ['y', b.f32(0)])], { to: 1 }),
+      'Mul(dy,y) (ref)': (b) => b.op('Mul', ['dy', 'y']),
+    },
   },
   clip: {
-    'Where(And(Greater,Less))': (b, y, dy) => b.op('Where', [b.op('And', [b.op('Greater', [y, b.f32(0)]), b.op('Less', [y, b.f32(6)])]), dy, b.f32(0)]),
-    'Mul(dy,Cast(And))': (b, y, dy) => b.op('Mul', [dy, b.op('Cast', [b.op('And', [b.op('Greater', [y, b.f32(0)]), b.op('Less', [y, b.f32(6)])])], { to: 1 })]),
-    'Where(Greater,Where(Less))': (b, y, dy) => b.op('Where', [b.op('Greater', [y, b.f32(0)]), b.op('Where', [b.op('Less', [y, b.f32(6)]), dy, b.f32(0)]), b.f32(0)]),
-    'Where(Less(Abs(y-3),3))': (b, y, dy) => b.op('Where', [b.op('Less', [b.op('Abs', [b.op('Sub', [y, b.f32(3)])]), b.f32(3)]), dy, b.f32(0)]),
-    'Mul(dy,Sign(y*(6-y)))': (b, y, dy) => b.op('Mul', [dy, b.op('Sign', [b.op('Mul', [y, b.op('Sub', [b.f32(6), y])])])]),
+    dims: [16, 144, 56, 56],
+    inputs: gradientInputs,
+    data: activationData,
+    patterns: {
+      'Where(And(Greater,Less))': (b) => b.op('Where', [b.op('And', [b.op('Greater', ['y', b.f32(0)]), b.op('Less', ['y', b.f32(6)])]), 'dy', b.f32(0)]),
+      'Mul(dy,Cast(And))': (b) => b.op('Mul', ['dy', b.op('Cast', [b.op('And', [b.op('Greater', ['y', b.f32(0)]), b.op('Less', ['y', b.f32(6)])])], { to: 1 })]),
+      'Where(Greater,Where(Less))': (b) => b.op('Where', [b.op('Greater', ['y', b.f32(0)]), b.op('Where', [b.op('Less', ['y', b.f32(6)]), 'dy', b.f32(0)]), b.f32(0)]),
+      'Where(Less(Abs(y-3),3))': (b) => b.op('Where', [b.op('Less', [b.op('Abs', [b.op('Sub', ['y', b.f32(3)])]), b.f32(3)]), 'dy', b.f32(0)]),
+      'Mul(dy,Sign(y*(6-y)))': (b) => b.op('Mul', ['dy', b.op('Sign', [b.op('Mul', ['y', b.op('Sub', [b.f32(6), 'y'])])])]),
+    },
+  },
+  // parity planes of a stride-2 input [N, C, 2h, 2w] → four [N, C, h, w] planes, concatenated on axis 1
+  planes: {
+    dims: [16, 144, 56, 56],
+    inputs: (d) => ({ x: d }),
+    patterns: {
+      SpaceToDepth: (b) => b.op('SpaceToDepth', ['x'], { blocksize: 2 }),
+      'Slice step 2 ×4': (b, [, , H, W]) => b.op('Concat', [0, 1, 2, 3].map((p) => b.op('Slice', ['x', b.i64([p >> 1, p & 1]), b.i64([H, W]), b.i64([2, 3]), b.i64([2, 2])])), { axis: 1 }),
+      'AveragePool k1 s2 ×4': (b, [, , H, W]) =>
+        b.op('Concat', [0, 1, 2, 3].map((p) => b.op('AveragePool', [b.op('Slice', ['x', b.i64([p >> 1, p & 1]), b.i64([H, W]), b.i64([2, 3])])], { kernel_shape: [1, 1], strides: [2, 2] })), { axis: 1 }),
+      'MaxPool k1 s2 ×4': (b, [, , H, W]) =>
+        b.op('Concat', [0, 1, 2, 3].map((p) => b.op('MaxPool', [b.op('Slice', ['x', b.i64([p >> 1, p & 1]), b.i64([H, W]), b.i64([2, 3])])], { kernel_shape: [1, 1], strides: [2, 2] })), { axis: 1 }),
+      'rows by Reshape, cols Slice step 2': (b, [, , H, W]) => {
+        const rows = b.op('Reshape', ['x', b.i64([0, 0, H / 2, 2 * W])]);
+        return b.op('Concat', [0, 1, 2, 3].map((p) => b.op('Slice', [rows, b.i64([(p >> 1) * W + (p & 1)]), b.i64([(p >> 1) * W + W]), b.i64([3]), b.i64([2])])), { axis: 1 });
+      },
+    },
+  },
+  // what the max pool's gradient needs from the forward: its indices output (the argmax of each window,
+  // which the backward's ScatterElements routes dY by) costs far more than the pooled values alone
+  maxpool: {
+    dims: [16, 64, 112, 112],
+    inputs: (d) => ({ x: d }),
+    patterns: {
+      'MaxPool values': (b) => b.op('MaxPool', ['x'], stemPool),
+      'MaxPool values + indices': (b) => b.node('MaxPool', ['x'], stemPool, { outputs: 2 })[0],
+    },
+  },
+  // dY's rows [.., W] shifted one column right with a zero in front, as the weight gradients' row-gather
+  // form needs per kernel column (default: ResNet's first stage, O = 64 rows of N·OH = 16 · 56)
+  shift: {
+    dims: [64, 896, 56],
+    inputs: (d) => ({ x: d }),
+    patterns: {
+      Pad: (b) => b.op('Pad', ['x', b.i64([0, 0, 1, 0, 0, -1])]),
+      'depthwise Conv 1×3, one-hot': (b, [O, R, W]) => {
+        const k = new Float32Array(O * 3);
+        for (let o = 0; o < O; o++) k[o * 3] = 1;
+        const conv = b.op('Conv', [b.op('Reshape', ['x', b.i64([1, O, R, W])]), b.initializer('one_hot', float32([O, 1, 1, 3], k))], { group: O, kernel_shape: [1, 3], pads: [0, 1, 0, 1] });
+        return b.op('Reshape', [conv, b.i64([O, R, W])]);
+      },
+      'MatMul by a shift matrix': (b, [, , W]) => {
+        const m = new Float32Array(W * W);
+        for (let j = 0; j + 1 < W; j++) m[j * W + j + 1] = 1;
+        return b.op('MatMul', ['x', b.initializer('shift', float32([W, W], m))]);
+      },
+      'row Gather, same size (ref)': (b, [, R]) => b.op('Gather', ['x', b.i64(Array.from({ length: R }, (_, i) => i))], { axis: 1 }),
+    },
   },
 };
 
-/** Parity planes of a stride-2 input [N, C, 2h, 2w] → four [N, C, h, w] planes, concatenated on axis 1. */
-const PLANES: Record<string, (b: GraphBuilder, x: string, h: number, w: number) => string> = {
-  SpaceToDepth: (b, x) => b.op('SpaceToDepth', [x], { blocksize: 2 }),
-  'Slice step 2 ×4': (b, x, h, w) => b.op('Concat', [0, 1, 2, 3].map((p) => b.op('Slice', [x, b.i64([p >> 1, p & 1]), b.i64([2 * h, 2 * w]), b.i64([2, 3]), b.i64([2, 2])])), { axis: 1 }),
-  'AveragePool k1 s2 ×4': (b, x, h, w) =>
-    b.op('Concat', [0, 1, 2, 3].map((p) => b.op('AveragePool', [b.op('Slice', [x, b.i64([p >> 1, p & 1]), b.i64([2 * h, 2 * w]), b.i64([2, 3])])], { kernel_shape: [1, 1], strides: [2, 2] })), { axis: 1 }),
-  'MaxPool k1 s2 ×4': (b, x, h, w) =>
-    b.op('Concat', [0, 1, 2, 3].map((p) => b.op('MaxPool', [b.op('Slice', [x, b.i64([p >> 1, p & 1]), b.i64([2 * h, 2 * w]), b.i64([2, 3])])], { kernel_shape: [1, 1], strides: [2, 2] })), { axis: 1 }),
-  'rows by Reshape, cols Slice step 2': (b, x, h, w) => {
-    const rows = b.op('Reshape', [x, b.i64([0, 0, h, 4 * w])]);
-    return b.op('Concat', [0, 1, 2, 3].map((p) => b.op('Slice', [rows, b.i64([(p >> 1) * 2 * w + (p & 1)]), b.i64([(p >> 1) * 2 * w + 2 * w]), b.i64([3]), b.i64([2])])), { axis: 1 });
-  },
-};
-
-const a = args({ group: 'all', dims: '16,144,56,56', rounds: '15', threads: '1' });
-if (a.group === 'planes') {
-  const [N, C, H2, W2] = a.dims.split(',').map(Number);
-  const [h, w] = [H2 / 2, W2 / 2];
-  const x = new ort.Tensor('float32', randomFloats(N * C * H2 * W2, 3), [N, C, H2, W2]);
-  const variants = [];
-  for (const [name, build] of Object.entries(PLANES)) {
-    const g = new Graph();
-    const b = new GraphBuilder(g);
-    b.reserve('x');
-    g.inputs.push({ name: 'x', dtype: 'float32', shape: [N, C, H2, W2] });
-    const out = build(b, 'x', h, w);
-    g.outputs = [{ name: out, dtype: 'float32', shape: [N, 4 * C, h, w] }];
-    const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: Number(a.threads) });
-    const fetches = { [out]: new ort.Tensor('float32', new Float32Array(N * 4 * C * h * w), [N, 4 * C, h, w]) };
-    variants.push({ name, run: () => session.run({ x }, fetches) });
-  }
-  const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });
-  console.log(`# parity planes of [${a.dims}] threads=${a.threads}; load ${r.load.join(' ')}`);
-  for (const s of r.stats) console.log(`${s.name.padEnd(36)} cpu med ${s.cpuMedMs} ms`);
-  process.exit(0);
-}
-const dims = a.dims.split(',').map(Number);
-const n = dims.reduce((x, y) => x * y, 1);
-// y in [0, 6] with exact 0s and 6s, as a ReLU6 output has
-const yData = randomFloats(n, 5, -3, 9).map((v) => Math.min(6, Math.max(0, v)));
-const dyData = randomFloats(n, 6);
-for (const [group, patterns] of Object.entries(GROUPS)) {
-  if (a.group !== 'all' && a.group !== group) continue;
+const a = args({ group: 'all', dims: '', rounds: '15', threads: '1' });
+for (const [name, group] of Object.entries(GROUPS)) {
+  if (a.group !== 'all' && a.group !== name) continue;
+  const dims = a.dims ? a.dims.split(',').map(Number) : group.dims;
   const variants = [];
   let reference: Float32Array | undefined;
-  for (const [name, build] of Object.entries(patterns)) {
-    const g = new Graph();
-    const b = new GraphBuilder(g);
-    b.reserve('y', 'dy');
-    g.inputs.push({ name: 'y', dtype: 'float32', shape: dims }, { name: 'dy', dtype: 'float32', shape: dims });
-    const out = build(b, 'y', 'dy');
-    g.outputs = [{ name: out, dtype: 'float32', shape: dims }];
-    const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: Number(a.threads) });
-    const feeds = { y: new ort.Tensor('float32', yData, dims), dy: new ort.Tensor('float32', dyData, dims) };
-    const fetches = { [out]: new ort.Tensor('float32', new Float32Array(n), dims) };
-    await session.run(feeds, fetches);
-    const got = fetches[out].data as Float32Array;
+  for (const [pattern, build] of Object.entries(group.patterns)) {
+    const { fetches, run } = await tinySession(group.inputs(dims), (b) => build(b, dims), { threads: Number(a.threads) }, group.data?.(dims));
+    const got = Object.values(fetches)[0].data as Float32Array;
     if (!reference) reference = got.slice();
-    else if (!name.includes('ref') && !name.includes('only') && got.some((v, i) => v !== reference![i])) throw new Error(`${name} differs from the first pattern`);
-    variants.push({ name, run: () => session.run(feeds, fetches) });
+    else if (!pattern.endsWith('(ref)') && (got.length !== reference.length || got.some((v, i) => v !== reference![i]))) throw new Error(`${pattern} differs from ${Object.keys(group.patterns)[0]}`);
+    variants.push({ name: pattern, run });
   }
   const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });
-  console.log(`# ${group} on [${dims}] threads=${a.threads}; load ${r.load.join(' ')}; other busy ${r.otherBusyCores}`);
-  for (const s of r.stats) console.log(`${s.name.padEnd(32)} cpu med ${s.cpuMedMs} ms  wall med ${s.wallMedMs} ms`);
+  console.log(`# ${name} on [${dims}] threads=${a.threads}; load ${r.load.join(' ')}; other busy ${r.otherBusyCores}`);
+  for (const s of r.stats) console.log(`${s.name.padEnd(36)} cpu med ${s.cpuMedMs} ms  wall med ${s.wallMedMs} ms`);
 }

@@ -12,11 +12,7 @@
  *
  *   npx tsx bench/finetune/stem-dw.ts [--threads 2] [--batch 16] [--rounds 15]
  */
-import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../src/graph/builder.js';
-import { Graph, Model } from '../../src/graph/graph.js';
-import { modelToBytes } from '../../src/graph/serialize.js';
-import { args, createSession, interleave, loadavg, randomFloats } from './common.js';
+import { args, interleave, loadavg, tinySession } from './common.js';
 
 const a = args({ threads: '2', batch: '16', rounds: '15' });
 const N = Number(a.batch);
@@ -29,18 +25,10 @@ const forms: Record<string, { x: number[]; w: number[]; attrs: Record<string, nu
   'row halves': { x: [3, 2 * N, 117, 224], w: [128, N, 56, 112], attrs: { ...stem, kernel_shape: [56, 112], pads: [0, 3, 0, 2], group: 2 } },
   'row quarters': { x: [3, 4 * N, 61, 224], w: [256, N, 28, 112], attrs: { ...stem, kernel_shape: [28, 112], pads: [0, 3, 0, 2], group: 4 } },
 };
-const size = (d: number[]) => d.reduce((p, q) => p * q, 1);
 const variants = [];
 for (const [name, f] of Object.entries(forms)) {
-  const g = new Graph();
-  const b = new GraphBuilder(g);
-  b.reserve('x', 'w');
-  g.inputs.push({ name: 'x', dtype: 'float32', shape: f.x }, { name: 'w', dtype: 'float32', shape: f.w });
-  const out = b.op('Conv', ['x', 'w'], f.attrs);
-  g.outputs = [{ name: out, dtype: 'float32' }];
-  const session = await createSession(modelToBytes(new Model({ graph: g, opsetImports: [{ domain: '', version: 17 }] })), { threads: Number(a.threads) });
-  const feeds = { x: new ort.Tensor('float32', randomFloats(size(f.x), 1), f.x), w: new ort.Tensor('float32', randomFloats(size(f.w), 2), f.w) };
-  variants.push({ name, run: () => session.run(feeds) });
+  const { run } = await tinySession({ x: f.x, w: f.w }, (b) => b.op('Conv', ['x', 'w'], f.attrs), { threads: Number(a.threads) });
+  variants.push({ name, run });
 }
 const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });
 console.log(`# stem weight-gradient Conv, batch ${N}, threads=${a.threads}; load ${loadavg().join(' ')}; other busy ${r.otherBusyCores}`);

@@ -8,8 +8,10 @@ usage: /usr/bin/python3 bench/finetune/torch_conv.py bench/out/conv-shapes.json 
 import argparse
 import json
 import os
-import statistics
-import time
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'torch'))
+from common import interleave, set_thread_env  # noqa: E402  (bench/torch/common.py)
 
 
 def main():
@@ -18,8 +20,7 @@ def main():
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--rounds', type=int, default=7)
     a = ap.parse_args()
-    for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
-        os.environ[k] = str(a.threads)
+    set_thread_env(a.threads)
     import torch
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -41,17 +42,10 @@ def main():
         probes = {'fwd': lambda: torch.nn.functional.conv2d(x, w, None, stride, pad, dil, groups), 'dW': bwd([False, True, False])}
         if not s['first']:
             probes['dX'] = bwd([True, False, False])
-        cpu = {k: [] for k in probes}
         with torch.no_grad():
-            for f in probes.values():
-                f()
-            for _ in range(a.rounds):
-                for k, f in probes.items():
-                    c = time.process_time()
-                    f()
-                    cpu[k].append(time.process_time() - c)
+            times = interleave(probes, a.rounds)
         rec = dict(key=s['key'], count=s['count'], threads=a.threads, load=os.getloadavg()[0],
-                   **{f'{k}_cpu_ms': round(statistics.median(v) * 1e3, 2) for k, v in cpu.items()})
+                   **{f'{k}_cpu_ms': cpu for k, (_, cpu) in times.items()})
         print(json.dumps(rec), flush=True)
 
 

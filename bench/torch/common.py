@@ -97,6 +97,21 @@ def timed_loop(fn, batch, warmup, iters, max_seconds):
     return t.result(batch)
 
 
+def interleave(probes, rounds):
+    """Times every probe `rounds` times, interleaved (A B A B ...) after one untimed call each, for probes too
+    short for a loop of their own: {name: (median wall ms, median CPU ms)}."""
+    for f in probes.values():
+        f()
+    wall, cpu = {k: [] for k in probes}, {k: [] for k in probes}
+    for _ in range(rounds):
+        for k, f in probes.items():
+            w, c = time.perf_counter(), time.process_time()
+            f()
+            wall[k].append(time.perf_counter() - w)
+            cpu[k].append(time.process_time() - c)
+    return {k: (round(statistics.median(wall[k]) * 1e3, 2), round(statistics.median(cpu[k]) * 1e3, 2)) for k in probes}
+
+
 def peak_rss_mb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
