@@ -264,7 +264,11 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     let found: LrFindResult | undefined;
     let lr = baseLr;
     if (ckpt?.phase === 'finetune') {
-      await trainer.call('restore', ckpt.state as never);
+      // moved, not cloned: the checkpoint's tensors (four times the weights under AdamW) would otherwise
+      // stay reachable from `ckpt` here for the whole run
+      const restored = { ...ckpt.state, best: ckpt.bestWeights };
+      const arrays = [...Object.values(restored.weights), ...Object.values(restored.optimizer.buffers).flatMap((b) => Object.values(b)), ...Object.values(restored.best ?? {})];
+      await trainer.call('restore', restored as never, arrays.map((a) => a.buffer as ArrayBuffer));
       lr = (ckpt.extra?.lr as number | undefined) ?? lr;
       await trainer.call('setSchedule', schedule(lr) as never);
       history = ckpt.history;
@@ -274,9 +278,10 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       await trainer.call('setSchedule', schedule(lr) as never);
     }
     const extra = () => ({ lr, skipped: [...skipped.values()], ...(found ? { lrFind: found } : {}) });
-    const save = (c: Omit<Checkpoint, 'warmupWeights' | 'extra'>) => saveCheckpoint(out, fp, { ...c, warmupWeights, extra: extra() });
-    if (!ckpt) save({ phase: 'warmup', epoch: 0, step: 0, history, state: { weights: {}, optimizer: { step: 0, buffers: {} } } });
+    // the head's warm-up is over: until the first fine-tuning epoch, a resumed run starts from here
+    if (!ckpt) saveCheckpoint(out, fp, { phase: 'warmup', epoch: 0, step: 0, history, state: { weights: {}, optimizer: { step: 0, buffers: {} } }, warmupWeights, extra: extra() });
     const resumed = ckpt?.phase === 'finetune' ? ckpt : undefined;
+    const worker = trainer;
     const result = await fit({
       trainer,
       source,
@@ -286,20 +291,27 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       startStep: resumed?.step ?? 0,
       partial: resumed?.partial,
       history,
-      best: resumed?.best && resumed.bestWeights ? { ...resumed.best, weights: resumed.bestWeights } : undefined,
+      best: resumed?.bestWeights ? resumed.best : undefined,
       patience: settings.patience,
       phase: 'finetune',
       epochOffset: history.filter((r) => r.phase === 'head').length,
       signal: o.signal,
       onEpoch: (record) => emit({ type: 'epoch', record, epochs: warmupEpochs + epochs }),
-      checkpoint: async (c) =>
-        save({ phase: 'finetune', epoch: c.epoch, step: c.step, partial: c.partial, history: c.history, best: c.best && { valLoss: c.best.valLoss, epoch: c.best.epoch }, state: c.state, bestWeights: c.best?.weights }),
+      // written by the worker, from its own arrays
+      checkpoint: async (c) => {
+        await worker.call('checkpoint', {
+          out,
+          fingerprint: fp,
+          progress: { phase: 'finetune', epoch: c.epoch, step: c.step, partial: c.partial, history: c.history, best: c.best, extra: extra() },
+          warmupWeights,
+        } as never);
+      },
     });
 
     // the best epoch's weights: evaluate them on the validation set and export them
-    const best = result.best?.weights;
-    if (best) await trainer.call('restore', { weights: best } as never);
+    if (result.best) await trainer.call('useBest', undefined as never);
     const val = await evaluateWith(trainer, source, K, o.signal);
+    const best = result.best && ((await trainer.call('bestWeights', undefined as never)) as Record<string, Float32Array> | undefined);
     if (best) full.graph.setWeights(best);
     const exported = exportClassifier(full, {
       labels: classes,

@@ -123,7 +123,7 @@ export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undef
   const trainer = (await o.runtime.loadTask(TRAINER_TASK, init as never)) as unknown as TaskHandle<TrainerMethods>;
   try {
     const result = await fit({ trainer, source, numClasses, epochs: o.epochs, patience: o.patience, signal: o.signal, onEpoch: o.onEpoch });
-    const best = result.best?.weights ?? weights;
+    const best = (result.best && ((await trainer.call('bestWeights', undefined as never)) as Record<string, Float32Array> | undefined)) || weights;
     head.model.graph.setWeights(best, head.params);
     // the exported head reads raw features: the standardisation folded into its first linear layer
     // (params[0] and [1], that layer's weight and bias)

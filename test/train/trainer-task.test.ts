@@ -3,6 +3,9 @@
  * Model; buffers moved, not copied) and what it keeps for the run (not the initial weights it copied
  * into its arena, nor the models' bytes once the sessions exist).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import * as ort from 'onnxruntime-node';
@@ -12,6 +15,7 @@ import { modelToBytes } from '../../src/graph/serialize.js';
 import { int64 } from '../../src/onnx/tensor.js';
 import { fromOrt, toOrt } from '../../src/runtime/ort.js';
 import { unwrapTransfer, type TaskContext } from '../../src/runtime/task.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { buildHead } from '../../src/train/head.js';
 import { trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
 import trainerTask, { EVAL_CHUNK, type StepResult, type TrainerInit, type TrainerState } from '../../src/train/trainer.task.js';
@@ -165,5 +169,69 @@ describe('trainer worker hand-over', () => {
     const later = unwrapTransfer(trainer.state()).value as TrainerState;
     expect(later.optimizer.step).toBe(state.optimizer.step + 1);
     expect(Object.values(later.weights)[0]).not.toEqual(Object.values(state.weights)[0]);
+  });
+
+  it('keeps the best weights itself, writes checkpoints from its own arrays and restores both', async () => {
+    const trainer = await trainerTask(headInit(), context);
+    const data = { dtype: 'float32' as const, dims: [4, D], data: Float32Array.from({ length: 4 * D }, (_, i) => Math.sin(i / 3)) };
+    const labels = int64([4], [0, 1, 2, 0]);
+    const stateNow = () => unwrapTransfer(trainer.state()).value as TrainerState;
+    const bestNow = () => unwrapTransfer(trainer.bestWeights()).value as Record<string, Float32Array> | undefined;
+    expect(bestNow()).toBeUndefined();
+    for (let s = 0; s < 2; s++) await trainer.step({ data, labels, step: s });
+    trainer.keepBest();
+    const atBest = stateNow();
+    for (let s = 2; s < 4; s++) await trainer.step({ data, labels, step: s });
+    const current = stateNow();
+    expect(current.weights).not.toEqual(atBest.weights);
+    // copies of the kept weights, not views of the live ones
+    const best = bestNow()!;
+    expect(best).toEqual(atBest.weights);
+    await trainer.step({ data, labels, step: 4 });
+    expect(best).toEqual(atBest.weights);
+    expect(bestNow()).toEqual(atBest.weights);
+
+    const out = mkdtempSync(join(tmpdir(), 'graft-trainer-ckpt-'));
+    try {
+      const now = stateNow();
+      const warmupWeights = { 'head.w': Float32Array.from([1, 2, 3]) };
+      trainer.checkpoint({ out, fingerprint: 'fp', progress: { phase: 'finetune', epoch: 3, step: 5, history: [], best: { valLoss: 0.5, epoch: 1 }, extra: { lr: 0.1 } }, warmupWeights });
+      const ckpt = loadCheckpoint(out, 'fp');
+      expect(ckpt.state).toEqual(now);
+      expect(ckpt.bestWeights).toEqual(atBest.weights);
+      expect(ckpt.warmupWeights).toEqual(warmupWeights);
+      expect({ phase: ckpt.phase, epoch: ckpt.epoch, step: ckpt.step, best: ckpt.best, extra: ckpt.extra }).toEqual({ phase: 'finetune', epoch: 3, step: 5, best: { valLoss: 0.5, epoch: 1 }, extra: { lr: 0.1 } });
+
+      // a fresh trainer restored from it continues from the same state with the same best weights
+      const resumed = await trainerTask(headInit(), context);
+      expect(resumed.restore({ ...ckpt.state, best: ckpt.bestWeights })).toBe(5);
+      expect(unwrapTransfer(resumed.state()).value).toEqual(now);
+      expect(unwrapTransfer(resumed.bestWeights()).value).toEqual(atBest.weights);
+      resumed.useBest();
+      expect((unwrapTransfer(resumed.state()).value as TrainerState).weights).toEqual(atBest.weights);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+
+    // a later keepBest replaces the best weights; useBest makes them current
+    trainer.keepBest();
+    const kept = stateNow().weights;
+    await trainer.step({ data, labels, step: 5 });
+    expect(stateNow().weights).not.toEqual(kept);
+    trainer.useBest();
+    expect(stateNow().weights).toEqual(kept);
+  });
+
+  it('refuses best weights that do not fit the model', async () => {
+    const trainer = await trainerTask(headInit(), context);
+    const weights = (unwrapTransfer(trainer.state()).value as TrainerState).weights;
+    const [name] = Object.keys(weights);
+    expect(() => trainer.restore({ weights, best: { ...weights, [name]: new Float32Array(1) } })).toThrow(/does not fit/);
+    expect(() => trainer.restore({ weights, best: { nope: new Float32Array(1) } })).toThrow(/nope does not fit/);
+    // refused whole: the current weights are left as they were
+    const zeros = Object.fromEntries(Object.entries(weights).map(([k, w]) => [k, new Float32Array(w.length)]));
+    expect(() => trainer.restore({ weights: zeros, best: { nope: new Float32Array(1) } })).toThrow(/does not fit/);
+    expect((unwrapTransfer(trainer.state()).value as TrainerState).weights).toEqual(weights);
+    expect(unwrapTransfer(trainer.bestWeights()).value).toBeUndefined();
   });
 });
