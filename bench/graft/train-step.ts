@@ -7,12 +7,11 @@
  */
 import { buildEvalStep, buildTrainStep } from '../../src/autodiff/train-step.js';
 import type { Model } from '../../src/graph/graph.js';
-import { modelToBytes } from '../../src/graph/serialize.js';
 import { tailFrom } from '../../src/graph/surgery.js';
 import { Runtime, type TaskHandle } from '../../src/runtime/index.js';
 import type { TrainerMethods } from '../../src/train/fit.js';
 import { toInt64 } from '../../src/train/fit.js';
-import { TRAINER_TASK, trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
+import { compiledSteps, TRAINER_TASK, trainerInitTransfer, weightCopies } from '../../src/train/trainer.js';
 import type { TrainerInit } from '../../src/train/trainer.task.js';
 import { fill } from '../../test/fixtures/prng.js';
 import { emit, round, timedLoop, type LoopOptions } from '../lib/measure.js';
@@ -63,14 +62,10 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
   const step = buildTrainStep(trained, { trainable: m.trainable, batchNorm: a.batchNorm, nchwcBlock });
   const evalStep = buildEvalStep(trained, { trainable: m.trainable, extraInputs: step.bnStats.map((s) => s.input), nchwcBlock });
   const inits = m.model.graph.initializers;
-  const weights = Object.fromEntries([...m.trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(inits.get(p)!.data as Float32Array)]));
+  const weights = weightCopies(m.model.graph, [...m.trainable, ...step.bnStats.map((s) => s.input)]);
   const trainableParams = m.trainable.reduce((n, p) => n + inits.get(p)!.dims.reduce((x, y) => x * y, 1), 0);
   const init: TrainerInit = {
-    stepModel: modelToBytes(step.model),
-    step: trainerStepSpec(step),
-    evalModel: modelToBytes(evalStep.model),
-    evalDataInput: evalStep.dataInput,
-    evalLogits: evalStep.logits,
+    ...compiledSteps(step, evalStep),
     weights,
     // torch.optim.AdamW(lr=1e-3, weight_decay=1e-2) on every trainable parameter, constant rate
     optimizer: { name: 'adamw', weightDecay: 1e-2 },

@@ -17,9 +17,6 @@ import type { Model } from '../graph/graph.js';
 import { inferShapes } from '../graph/shapes.js';
 import { cutAt, tailFrom } from '../graph/surgery.js';
 import type { PreprocessConfig } from '../models/preprocess.js';
-import { modelToBytes } from '../graph/serialize.js';
-import { DEFAULT_BUILTIN } from '../models/builtins.js';
-import { resolveModel } from '../models/sources.js';
 import { writeReport } from '../report/index.js';
 import { Runtime, type TaskHandle } from '../runtime/index.js';
 import { removeQuietly, atomicWriteFile } from '../util/fs.js';
@@ -27,10 +24,10 @@ import { GRAFT_VERSION } from '../version.js';
 import { checkpointExists, fingerprint, loadCheckpoint, removeCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { checkOutputDir, exportClassifier, saveClassifier } from './export.js';
 import { backboneFeatures, featureDim } from './features.js';
-import { evaluateWith, fit, type TrainerMethods } from './fit.js';
+import { evaluateWith, fit, type BatchSource, type TrainerMethods } from './fit.js';
 import { buildHead, STANDARDIZE_INV_STD, STANDARDIZE_MEAN, type Head, type Standardizer } from './head.js';
 import { decayGroups, trainHead } from './head-train.js';
-import { TRAINER_TASK, trainerInitTransfer, trainerStepSpec } from './trainer.js';
+import { compiledSteps, TRAINER_TASK, trainerInitTransfer, weightCopies } from './trainer.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { imageSource, type ImageItem } from './image-source.js';
 import { lrFind, type LrFindResult } from './lr-find.js';
@@ -39,8 +36,8 @@ import { buildMetricsJson, writeMetricsJson, type EpochRecord, type JsonValue, t
 import type { ParamGroup } from './optim.js';
 import type { ScheduleConfig } from './schedule.js';
 import { parseUnfreeze, stagesOf, unfrozenStages, type Unfreeze } from './stages.js';
-import type { TrainerInit } from './trainer.task.js';
-import { chooseFeatureLayer, preparedBackbone, prepareData, type TrainOptions, type TrainResult } from './train.js';
+import type { TrainerInit, TrainerState } from './trainer.task.js';
+import { featureExtraction, modelAndData, type TrainEvent, type TrainOptions, type TrainResult } from './train.js';
 
 export interface FinetuneOptions {
   /** 'all' (default) or the number of trailing stages to train (0 = head only, end to end on images). */
@@ -96,7 +93,6 @@ function stageGroups(stageParams: string[][], headParams: string[], dims: Readon
 
 export async function finetune(o: TrainOptions & FinetuneOptions): Promise<TrainResult & { lrFind?: LrFindResult }> {
   const t0 = performance.now();
-  const d = FINETUNE_DEFAULTS;
   const out = resolve(o.out);
   const emit = o.onEvent ?? (() => undefined);
   if (o.resume) {
@@ -110,155 +106,11 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
   const runtime = o.runtime ?? (await Runtime.create({ threads: o.threads }));
   let trainer: TaskHandle<TrainerMethods> | undefined;
   try {
-    const spec = o.model ?? DEFAULT_BUILTIN;
-    const resolved = await resolveModel(spec, { offline: o.offline, cacheDir: o.cacheDir, signal: o.signal });
-    const layer = chooseFeatureLayer(resolved, o.layer);
-    const { backbone, preprocess } = preparedBackbone(resolved, layer, o.preprocess);
-    const data = await prepareData(o);
-    const classes = data.dataset.classes;
-    const K = classes.length;
-    emit({ type: 'dataset', classes, train: data.train.items.length, val: data.val?.items.length ?? 0, warnings: data.warnings });
-
-    const unfreeze = parseUnfreeze(o.unfreeze);
-    const epochs = o.epochs ?? d.epochs;
-    const warmupEpochs = o.warmupEpochs ?? d.warmupEpochs;
-    const batchSize = o.batchSize ?? d.batchSize;
-    const seed = o.seed ?? d.seed;
-    const augment = o.augment === false ? undefined : (o.augment ?? DEFAULT_AUGMENT);
-    const settings = {
-      unfreeze,
-      epochs,
-      warmupEpochs,
-      batchSize,
-      lr: o.lrFind ? 'find' : (o.lr ?? d.lr),
-      lrMult: o.lrMult ?? d.lrMult,
-      optimizer: o.optimizer ?? 'adamw',
-      weightDecay: o.weightDecay ?? d.weightDecay,
-      ...(o.momentum !== undefined ? { momentum: o.momentum } : {}),
-      labelSmoothing: o.labelSmoothing ?? d.labelSmoothing,
-      hidden: o.hidden ?? null,
-      dropout: o.dropout ?? d.dropout,
-      classWeights: o.classWeights ?? 'none',
-      patience: o.patience ?? d.patience,
-      seed,
-      augment: augment ? (JSON.parse(JSON.stringify(augment)) as JsonValue) : null,
-      clipGrad: o.clipGrad ?? null,
-      batchNorm: o.batchNorm ?? 'frozen',
-    };
-    const items = (ds: typeof data.train | undefined) => (ds?.items ?? []).map((i) => ({ path: i.path, label: i.label }));
-    const fp = fingerprint({ model: resolved.id, layer, preprocess, classes, train: items(data.train), val: items(data.val), settings });
-    const ckpt: Checkpoint | undefined = o.resume ? loadCheckpoint(out, fp) : undefined;
-    const cw = o.classWeights === 'auto' ? Float32Array.from(balancedWeights(data.train, 'auto')) : undefined;
-
-    // ---- phase 1: the head on cached features of the frozen backbone
-    // The warm-up trains the head behind a standardisation of the features; fine-tuning keeps it in the
-    // graph (see HeadSpec.standardize), restored from the checkpoint on --resume
-    const headSpec = { inputDim: featureDim(backbone), numClasses: K, hidden: o.hidden, dropout: settings.dropout, seed };
-    /** The head behind `scaling`, with `weights` (else its seeded initialisation). */
-    const headWith = (scaling: Standardizer | undefined, weights?: Record<string, Float32Array>): Head => {
-      const h = buildHead({ ...headSpec, ...(scaling ? { standardize: scaling } : {}) });
-      if (weights) h.model.graph.setWeights(weights, h.params);
-      return h;
-    };
-    let head: Head;
-    let history: EpochRecord[] = [];
-    const skipped = new Map<string, SkippedFile>();
-    let trainItems: ImageItem[] = items(data.train);
-    let valItems: ImageItem[] = items(data.val);
-    if (ckpt?.warmupWeights) {
-      const w = ckpt.warmupWeights;
-      head = headWith(w[STANDARDIZE_MEAN] && { mean: w[STANDARDIZE_MEAN], invStd: w[STANDARDIZE_INV_STD] }, w);
-      for (const s of (ckpt.extra?.skipped as SkippedFile[] | undefined) ?? []) skipped.set(s.path, s);
-      history = ckpt.history.filter((r) => r.phase === 'head');
-    } else if (warmupEpochs > 0) {
-      const all = [...trainItems, ...valItems];
-      const feats = await backboneFeatures(all, {
-        runtime,
-        backbone,
-        modelId: resolved.id,
-        layer,
-        preprocess,
-        cache: o.noCache ? false : o.cacheDir,
-        onProgress: (progress) => emit({ type: 'features', progress }),
-        signal: o.signal,
-      });
-      for (const f of feats.failures) skipped.set(f.path, { path: f.path, code: f.code, message: f.message });
-      const nTrain = trainItems.length;
-      const keptTrain = feats.kept.filter((i) => i < nTrain);
-      const keptVal = feats.kept.filter((i) => i >= nTrain);
-      const warm = await trainHead(
-        { features: feats.features.subarray(0, keptTrain.length * feats.dim), labels: Int32Array.from(keptTrain, (i) => all[i].label), dim: feats.dim },
-        keptVal.length ? { features: feats.features.subarray(keptTrain.length * feats.dim), labels: Int32Array.from(keptVal, (i) => all[i].label), dim: feats.dim } : undefined,
-        K,
-        {
-          runtime,
-          epochs: warmupEpochs,
-          batchSize: 32,
-          lr: 3e-3,
-          optimizer: 'adamw',
-          weightDecay: 1e-4,
-          schedule: 'one-cycle',
-          labelSmoothing: settings.labelSmoothing,
-          hidden: o.hidden,
-          dropout: settings.dropout,
-          classWeights: cw,
-          patience: 0,
-          seed,
-          signal: o.signal,
-          onEpoch: (record) => emit({ type: 'epoch', record: { ...record, phase: 'head' }, epochs: warmupEpochs + epochs }),
-        },
-      );
-      head = headWith(warm.standardizer, warm.weights);
-      history = warm.fit.history.map((r) => ({ ...r, phase: 'head' }));
-    } else {
-      head = headWith(undefined);
-    }
-    // images that failed to decode once are left out from here on
-    trainItems = trainItems.filter((i) => !skipped.has(i.path));
-    valItems = valItems.filter((i) => !skipped.has(i.path));
-    const warmupWeights = Object.fromEntries([...head.params, ...head.constants].map((p) => [p, head.model.graph.initializers.get(p)!.data as Float32Array]));
-
-    // ---- phase 2: unfreeze and train end to end
-    const full = compose(backbone, head.model);
-    const stages = unfrozenStages(stagesOf(backbone), unfreeze);
-    const stageParams = stages.map((s) => s.params);
-    const trainable = [...stageParams.flat(), ...head.params];
-    // Without augmentation every epoch sees the same pixels, so the frozen prefix's output is the same
-    // too: compute it once (cached like features) and train only the tail on it.
-    const prefixAt = o.cachePrefix !== false && !augment && stages.length > 0 && stages[0].input !== backbone.graph.inputs[0].name ? stages[0].input : undefined;
-    const prefix = prefixAt ? await prefixActivations(backbone, prefixAt, trainItems, valItems, { runtime, modelId: resolved.id, preprocess, cache: o.noCache ? false : o.cacheDir, signal: o.signal }) : undefined;
-    for (const f of prefix?.failures ?? []) skipped.set(f.path, f);
-    const trained = prefix ? tailFrom(full, prefixAt!) : full;
-    const nchwcBlock = await runtime.nchwcBlock();
-    const step = buildTrainStep(trained, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm, nchwcBlock });
-    const evalStep = buildEvalStep(trained, { trainable, extraInputs: step.bnStats.map((s) => s.input), nchwcBlock });
-    const dims = new Map(trainable.map((p) => [p, full.graph.initializers.get(p)!.dims]));
-    const initial = Object.fromEntries([...trainable, ...step.bnStats.map((s) => s.input)].map((p) => [p, Float32Array.from(full.graph.initializers.get(p)!.data as Float32Array)]));
-    const source = prefix
-      ? featureSource(prefix.train, prefix.val, { batchSize, seed, classWeights: cw, rowDims: prefix.rowDims })
-      : imageSource(trainItems, valItems, {
-          preprocess,
-          batchSize,
-          seed,
-          augment,
-          classWeights: cw,
-          onSkip: (item, e) => skipped.set(item.path, { path: item.path, code: isGraftError(e) ? e.code : 'UNKNOWN', message: (e as Error).message }),
-        });
-    const baseLr = typeof settings.lr === 'number' ? settings.lr : d.lr;
-    const schedule = (lr: number): ScheduleConfig => ({ name: o.schedule ?? 'one-cycle', lr, totalSteps: epochs * source.trainBatches, pctStart: d.pctStart });
-    const init: TrainerInit = {
-      stepModel: modelToBytes(step.model),
-      step: trainerStepSpec(step),
-      evalModel: modelToBytes(evalStep.model),
-      evalDataInput: evalStep.dataInput,
-      evalLogits: evalStep.logits,
-      weights: initial,
-      optimizer: { name: settings.optimizer, weightDecay: settings.weightDecay, momentum: o.momentum },
-      groups: stageGroups(stageParams, head.params, dims, settings.lrMult),
-      schedule: schedule(baseLr),
-      seed,
-      clipNorm: o.clipGrad,
-    };
+    const run = await prepareRun(o, out, runtime, emit);
+    const { spec, layer, preprocess, classes, K, settings, fp, ckpt, skipped, trainItems, warmupWeights, full, source, init, baseLr } = run;
+    const schedule = (lr: number) => scheduleOf(o, settings.epochs * source.trainBatches, lr);
+    const { unfreeze, epochs, warmupEpochs } = settings;
+    let history = run.history;
     trainer = (await runtime.loadTask(TRAINER_TASK, init as never, { transfer: trainerInitTransfer(init) })) as unknown as TaskHandle<TrainerMethods>;
 
     let found: LrFindResult | undefined;
@@ -308,11 +160,11 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       },
     });
 
-    // the best epoch's weights: evaluate them on the validation set and export them
+    // the best epoch's weights (the last's if none was kept): evaluate them on the validation set and export them
     if (result.best) await trainer.call('useBest', undefined as never);
     const val = await evaluateWith(trainer, source, K, o.signal);
-    const best = result.best && ((await trainer.call('bestWeights', undefined as never)) as Record<string, Float32Array> | undefined);
-    if (best) full.graph.setWeights(best);
+    const best = (await trainer.call('bestWeights', undefined as never)) as Record<string, Float32Array> | undefined;
+    full.graph.setWeights(best ?? ((await trainer.call('state', undefined as never)) as TrainerState).weights);
     const exported = exportClassifier(full, {
       labels: classes,
       preprocess,
@@ -344,6 +196,196 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
   } finally {
     await trainer?.dispose();
     if (!o.runtime) await runtime.close();
+  }
+}
+
+/** The learning-rate schedule over the whole fine-tuning phase, peaking at `lr`. */
+function scheduleOf(o: TrainOptions, totalSteps: number, lr: number): ScheduleConfig {
+  return { name: o.schedule ?? 'one-cycle', lr, totalSteps, pctStart: FINETUNE_DEFAULTS.pctStart };
+}
+
+/** Augmentation as asked for: the default unless turned off. */
+function augmentOf(o: FinetuneOptions): AugmentConfig | undefined {
+  return o.augment === false ? undefined : (o.augment ?? DEFAULT_AUGMENT);
+}
+
+/** The run's settings with defaults filled in, as the checkpoint's fingerprint and metrics.json record them. */
+function finetuneSettings(o: TrainOptions & FinetuneOptions) {
+  const d = FINETUNE_DEFAULTS;
+  const augment = augmentOf(o);
+  return {
+    unfreeze: parseUnfreeze(o.unfreeze),
+    epochs: o.epochs ?? d.epochs,
+    warmupEpochs: o.warmupEpochs ?? d.warmupEpochs,
+    batchSize: o.batchSize ?? d.batchSize,
+    lr: o.lrFind ? 'find' : (o.lr ?? d.lr),
+    lrMult: o.lrMult ?? d.lrMult,
+    optimizer: o.optimizer ?? 'adamw',
+    weightDecay: o.weightDecay ?? d.weightDecay,
+    ...(o.momentum !== undefined ? { momentum: o.momentum } : {}),
+    labelSmoothing: o.labelSmoothing ?? d.labelSmoothing,
+    hidden: o.hidden ?? null,
+    dropout: o.dropout ?? d.dropout,
+    classWeights: o.classWeights ?? 'none',
+    patience: o.patience ?? d.patience,
+    seed: o.seed ?? d.seed,
+    augment: augment ? (JSON.parse(JSON.stringify(augment)) as JsonValue) : null,
+    clipGrad: o.clipGrad ?? null,
+    batchNorm: o.batchNorm ?? 'frozen',
+  };
+}
+
+type FinetuneSettings = ReturnType<typeof finetuneSettings>;
+
+/** What fine-tuning needs once its trainer is set up (the big pieces: the trainer's init, moved to it). */
+interface RunPlan {
+  spec: string;
+  layer: string;
+  preprocess: PreprocessConfig;
+  classes: string[];
+  K: number;
+  settings: FinetuneSettings;
+  fp: string;
+  ckpt?: Checkpoint;
+  history: EpochRecord[];
+  skipped: Map<string, SkippedFile>;
+  trainItems: ImageItem[];
+  warmupWeights: Record<string, Float32Array>;
+  /** The composed classifier without the values the trainer owns (export writes the best epoch's in). */
+  full: Model;
+  source: BatchSource;
+  init: TrainerInit;
+  baseLr: number;
+}
+
+/**
+ * Everything before the fine-tuning loop: the model and data, the head's warm-up, the compiled training
+ * step and the trainer's init. In a function of its own so that what only this needs — the resolved
+ * model, the backbone, the compiled steps — is garbage once it returns, rather than held by the caller's
+ * frame for the whole run (InceptionV3: 140 MB).
+ */
+async function prepareRun(o: TrainOptions & FinetuneOptions, out: string, runtime: Runtime, emit: (e: TrainEvent) => void): Promise<RunPlan> {
+  const d = FINETUNE_DEFAULTS;
+  const { spec, resolved, layer, backbone, preprocess, data, classes } = await modelAndData(o, emit);
+  const K = classes.length;
+
+  const settings = finetuneSettings(o);
+  const { unfreeze, epochs, warmupEpochs, batchSize, seed } = settings;
+  const augment = augmentOf(o);
+  const items = (ds: typeof data.train | undefined) => (ds?.items ?? []).map((i) => ({ path: i.path, label: i.label }));
+  const fp = fingerprint({ model: resolved.id, layer, preprocess, classes, train: items(data.train), val: items(data.val), settings });
+  const ckpt: Checkpoint | undefined = o.resume ? loadCheckpoint(out, fp) : undefined;
+  const cw = o.classWeights === 'auto' ? Float32Array.from(balancedWeights(data.train, 'auto')) : undefined;
+
+  // ---- phase 1: the head on cached features of the frozen backbone
+  // The warm-up trains the head behind a standardisation of the features; fine-tuning keeps it in the
+  // graph (see HeadSpec.standardize), restored from the checkpoint on --resume
+  const headSpec = { inputDim: featureDim(backbone), numClasses: K, hidden: o.hidden, dropout: settings.dropout, seed };
+  /** The head behind `scaling`, with `weights` (else its seeded initialisation). */
+  const headWith = (scaling: Standardizer | undefined, weights?: Record<string, Float32Array>): Head => {
+    const h = buildHead({ ...headSpec, ...(scaling ? { standardize: scaling } : {}) });
+    if (weights) h.model.graph.setWeights(weights, h.params);
+    return h;
+  };
+  let head: Head;
+  let history: EpochRecord[] = [];
+  const skipped = new Map<string, SkippedFile>();
+  let trainItems: ImageItem[] = items(data.train);
+  let valItems: ImageItem[] = items(data.val);
+  if (ckpt?.warmupWeights) {
+    const w = ckpt.warmupWeights;
+    head = headWith(w[STANDARDIZE_MEAN] && { mean: w[STANDARDIZE_MEAN], invStd: w[STANDARDIZE_INV_STD] }, w);
+    for (const s of (ckpt.extra?.skipped as SkippedFile[] | undefined) ?? []) skipped.set(s.path, s);
+    history = ckpt.history.filter((r) => r.phase === 'head');
+  } else if (warmupEpochs > 0) {
+    const all = [...trainItems, ...valItems];
+    const feats = await backboneFeatures(all, featureExtraction(o, runtime, emit, { backbone, modelId: resolved.id, layer, preprocess }));
+    for (const f of feats.failures) skipped.set(f.path, { path: f.path, code: f.code, message: f.message });
+    const nTrain = trainItems.length;
+    const keptTrain = feats.kept.filter((i) => i < nTrain);
+    const keptVal = feats.kept.filter((i) => i >= nTrain);
+    const warm = await trainHead(
+      { features: feats.features.subarray(0, keptTrain.length * feats.dim), labels: Int32Array.from(keptTrain, (i) => all[i].label), dim: feats.dim },
+      keptVal.length ? { features: feats.features.subarray(keptTrain.length * feats.dim), labels: Int32Array.from(keptVal, (i) => all[i].label), dim: feats.dim } : undefined,
+      K,
+      {
+        runtime,
+        epochs: warmupEpochs,
+        batchSize: 32,
+        lr: 3e-3,
+        optimizer: 'adamw',
+        weightDecay: 1e-4,
+        schedule: 'one-cycle',
+        labelSmoothing: settings.labelSmoothing,
+        hidden: o.hidden,
+        dropout: settings.dropout,
+        classWeights: cw,
+        patience: 0,
+        seed,
+        signal: o.signal,
+        onEpoch: (record) => emit({ type: 'epoch', record: { ...record, phase: 'head' }, epochs: warmupEpochs + epochs }),
+      },
+    );
+    head = headWith(warm.standardizer, warm.weights);
+    history = warm.fit.history.map((r) => ({ ...r, phase: 'head' }));
+  } else {
+    head = headWith(undefined);
+  }
+  // images that failed to decode once are left out from here on
+  trainItems = trainItems.filter((i) => !skipped.has(i.path));
+  valItems = valItems.filter((i) => !skipped.has(i.path));
+  const warmupWeights = Object.fromEntries([...head.params, ...head.constants].map((p) => [p, head.model.graph.initializers.get(p)!.data as Float32Array]));
+
+  // ---- phase 2: unfreeze and train end to end
+  const full = compose(backbone, head.model);
+  const stages = unfrozenStages(stagesOf(backbone), unfreeze);
+  const stageParams = stages.map((s) => s.params);
+  const trainable = [...stageParams.flat(), ...head.params];
+  // Without augmentation every epoch sees the same pixels, so the frozen prefix's output is the same
+  // too: compute it once (cached like features) and train only the tail on it.
+  const prefixAt = o.cachePrefix !== false && !augment && stages.length > 0 && stages[0].input !== backbone.graph.inputs[0].name ? stages[0].input : undefined;
+  const prefix = prefixAt ? await prefixActivations(backbone, prefixAt, trainItems, valItems, { runtime, modelId: resolved.id, preprocess, cache: o.noCache ? false : o.cacheDir, signal: o.signal }) : undefined;
+  for (const f of prefix?.failures ?? []) skipped.set(f.path, f);
+  const trained = prefix ? tailFrom(full, prefixAt!) : full;
+  const nchwcBlock = await runtime.nchwcBlock();
+  const step = buildTrainStep(trained, { trainable, labelSmoothing: settings.labelSmoothing, sampleWeights: !!cw, batchNorm: settings.batchNorm, nchwcBlock });
+  const evalStep = buildEvalStep(trained, { trainable, extraInputs: step.bnStats.map((s) => s.input), nchwcBlock });
+  const dims = new Map(trainable.map((p) => [p, full.graph.initializers.get(p)!.dims]));
+  const initial = weightCopies(full.graph, [...trainable, ...step.bnStats.map((s) => s.input)]);
+  const source = prefix
+    ? featureSource(prefix.train, prefix.val, { batchSize, seed, classWeights: cw, rowDims: prefix.rowDims })
+    : imageSource(trainItems, valItems, {
+        preprocess,
+        batchSize,
+        seed,
+        augment,
+        classWeights: cw,
+        onSkip: (item, e) => skipped.set(item.path, { path: item.path, code: isGraftError(e) ? e.code : 'UNKNOWN', message: (e as Error).message }),
+      });
+  const baseLr = typeof settings.lr === 'number' ? settings.lr : d.lr;
+  const init: TrainerInit = {
+    ...compiledSteps(step, evalStep),
+    weights: initial,
+    optimizer: { name: settings.optimizer, weightDecay: settings.weightDecay, momentum: o.momentum },
+    groups: stageGroups(stageParams, head.params, dims, settings.lrMult),
+    schedule: scheduleOf(o, epochs * source.trainBatches, baseLr),
+    seed,
+    clipNorm: o.clipGrad,
+  };
+  // the trainer owns these from here on: the classifier kept for export holds no copy of them
+  releaseWeights(full, Object.keys(initial));
+  return { spec, layer, preprocess, classes, K, settings, fp, ckpt, history, skipped, trainItems, warmupWeights, full, source, init, baseLr };
+}
+
+/**
+ * Drops `owned`'s values from `model` (their dims stay, for setWeights) and gives every other weight a
+ * buffer of its own: one view into the model file's bytes would keep all of them alive.
+ */
+function releaseWeights(model: Model, owned: readonly string[]): void {
+  const drop = new Set(owned);
+  for (const [name, t] of model.graph.initializers) {
+    if (drop.has(name)) model.graph.initializers.set(name, { ...t, data: new Float32Array(0) });
+    else if (ArrayBuffer.isView(t.data) && t.data.byteLength !== t.data.buffer.byteLength) model.graph.initializers.set(name, { ...t, data: t.data.slice() } as typeof t);
   }
 }
 

@@ -3,7 +3,6 @@
  * and run by the trainer worker. Seconds, not minutes — the backbone never runs here.
  */
 import { buildEvalStep, buildTrainStep } from '../autodiff/train-step.js';
-import { modelToBytes } from '../graph/serialize.js';
 import type { Runtime, TaskHandle } from '../runtime/index.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { fit, type EpochRecord, type FitResult, type TrainerMethods } from './fit.js';
@@ -11,7 +10,7 @@ import { buildHead, foldIntoLinear, type Head, type Standardizer } from './head.
 import type { OptimizerConfig, ParamGroup } from './optim.js';
 import type { ScheduleConfig, ScheduleName } from './schedule.js';
 import type { TrainerInit } from './trainer.task.js';
-import { TRAINER_TASK, trainerStepSpec } from './trainer.js';
+import { compiledSteps, TRAINER_TASK, weightCopies } from './trainer.js';
 
 export interface HeadTrainOptions {
   runtime: Runtime;
@@ -104,14 +103,10 @@ export async function trainHead(rawTrain: FeatureSet, rawVal: FeatureSet | undef
   const evalStep = buildEvalStep(head.model, { trainable: head.params });
   const source = featureSource(train, val, { batchSize: o.batchSize, seed: o.seed, classWeights: o.classWeights });
   const dims = new Map(head.params.map((p) => [p, head.model.graph.initializers.get(p)!.dims]));
-  const weights = Object.fromEntries(head.params.map((p) => [p, Float32Array.from(head.model.graph.initializers.get(p)!.data as Float32Array)]));
+  const weights = weightCopies(head.model.graph, head.params);
   const schedule: ScheduleConfig = { name: o.schedule, lr: o.lr, totalSteps: o.epochs * source.trainBatches };
   const init: TrainerInit = {
-    stepModel: modelToBytes(step.model),
-    step: trainerStepSpec(step),
-    evalModel: modelToBytes(evalStep.model),
-    evalDataInput: evalStep.dataInput,
-    evalLogits: evalStep.logits,
+    ...compiledSteps(step, evalStep),
     weights,
     optimizer: { name: o.optimizer, weightDecay: o.weightDecay, momentum: o.momentum },
     groups: decayGroups(head.params, dims),

@@ -21,7 +21,7 @@ import { planClassifier } from '../tasks/classifier.js';
 import { writeReport } from '../report/index.js';
 import { GRAFT_VERSION } from '../version.js';
 import { exportClassifier, saveClassifier, checkOutputDir, writeOutputDir } from './export.js';
-import { backboneFeatures, featureDim } from './features.js';
+import { backboneFeatures, featureDim, type ExtractOptions } from './features.js';
 import type { FeatureSet } from './feature-source.js';
 import { trainHead } from './head-train.js';
 import { classificationMetrics } from './metrics.js';
@@ -116,6 +116,28 @@ export async function prepareData(o: Pick<TrainOptions, 'data' | 'val' | 'valDir
   return { dataset, train: split.train, val: split.val, warnings: dataset.warnings };
 }
 
+/** How both training modes start: the model cut at its feature layer, and the data (announced with a 'dataset' event). */
+export async function modelAndData(o: TrainOptions, emit: (e: TrainEvent) => void) {
+  const spec = o.model ?? DEFAULT_BUILTIN;
+  const resolved = await resolveModel(spec, { offline: o.offline, cacheDir: o.cacheDir, signal: o.signal });
+  const layer = chooseFeatureLayer(resolved, o.layer);
+  const { backbone, preprocess } = preparedBackbone(resolved, layer, o.preprocess);
+  const data = await prepareData(o);
+  const classes = data.dataset.classes;
+  emit({ type: 'dataset', classes, train: data.train.items.length, val: data.val?.items.length ?? 0, warnings: data.warnings });
+  return { spec, resolved, layer, backbone, preprocess, data, classes };
+}
+
+/** How `graft train` extracts the feature layer: through the feature cache unless --no-cache, with progress as 'features' events. */
+export function featureExtraction(
+  o: TrainOptions,
+  runtime: Runtime,
+  emit: (e: TrainEvent) => void,
+  at: Pick<ExtractOptions, 'backbone' | 'modelId' | 'layer' | 'preprocess'>,
+): ExtractOptions {
+  return { runtime, ...at, cache: o.noCache ? false : o.cacheDir, onProgress: (progress) => emit({ type: 'features', progress }), signal: o.signal };
+}
+
 /**
  * The preprocessing for training, and the backbone cut at the feature layer. A cut backbone ends in
  * global pooling, so it runs at any image size: `--size` may differ from the size the model was
@@ -185,26 +207,10 @@ async function trainHeadMode(o: TrainOptions): Promise<TrainResult> {
   const emit = o.onEvent ?? (() => undefined);
   const runtime = o.runtime ?? (await Runtime.create({ threads: o.threads }));
   try {
-    const spec = o.model ?? DEFAULT_BUILTIN;
-    const resolved = await resolveModel(spec, { offline: o.offline, cacheDir: o.cacheDir, signal: o.signal });
-    const layer = chooseFeatureLayer(resolved, o.layer);
-    const { backbone, preprocess } = preparedBackbone(resolved, layer, o.preprocess);
-
-    const data = await prepareData(o);
-    const classes = data.dataset.classes;
-    emit({ type: 'dataset', classes, train: data.train.items.length, val: data.val?.items.length ?? 0, warnings: data.warnings });
+    const { spec, resolved, layer, backbone, preprocess, data, classes } = await modelAndData(o, emit);
 
     const items = [...data.train.items, ...(data.val?.items ?? [])];
-    const extracted = await backboneFeatures(items, {
-      runtime,
-      backbone,
-      modelId: resolved.id,
-      layer,
-      preprocess,
-      cache: o.noCache ? false : o.cacheDir,
-      onProgress: (progress) => emit({ type: 'features', progress }),
-      signal: o.signal,
-    });
+    const extracted = await backboneFeatures(items, featureExtraction(o, runtime, emit, { backbone, modelId: resolved.id, layer, preprocess }));
     emit({ type: 'model', spec, id: resolved.id, layer, featureDim: extracted.dim });
     throwIfAborted(o.signal);
 

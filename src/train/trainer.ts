@@ -4,7 +4,9 @@
  */
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { TrainStep } from '../autodiff/train-step.js';
+import type { EvalStep, TrainStep } from '../autodiff/train-step.js';
+import type { Graph } from '../graph/graph.js';
+import { modelToBytes } from '../graph/serialize.js';
 import type { TrainerInit, TrainerStepSpec } from './trainer.task.js';
 
 /** The trainer task module next to this one (.ts when running from sources, .js when built). */
@@ -14,6 +16,16 @@ export const TRAINER_TASK = new URL(`./trainer.task${extname(fileURLToPath(impor
 export function trainerStepSpec(step: TrainStep): TrainerStepSpec {
   const { dataInput, labels, sampleWeight, loss, logits, params, dropout, bnStats } = step;
   return { dataInput, labels, ...(sampleWeight ? { sampleWeight } : {}), loss, logits, params, dropout, bnStats };
+}
+
+/** The compiled training and evaluation steps as the trainer's init carries them: model bytes and the names it feeds and reads. */
+export function compiledSteps(step: TrainStep, evalStep: EvalStep): Pick<TrainerInit, 'stepModel' | 'step' | 'evalModel' | 'evalDataInput' | 'evalLogits'> {
+  return { stepModel: modelToBytes(step.model), step: trainerStepSpec(step), evalModel: modelToBytes(evalStep.model), evalDataInput: evalStep.dataInput, evalLogits: evalStep.logits };
+}
+
+/** Copies of `names`' current values, each in a buffer of its own (so that the init can move them to the worker). */
+export function weightCopies(graph: Graph, names: readonly string[]): Record<string, Float32Array> {
+  return Object.fromEntries(names.map((p) => [p, Float32Array.from(graph.initializers.get(p)!.data as Float32Array)]));
 }
 
 /**
