@@ -27,7 +27,7 @@ import { backboneFeatures, featureDim } from './features.js';
 import { evaluateWith, fit, type BatchSource, type TrainerMethods } from './fit.js';
 import { buildHead, STANDARDIZE_INV_STD, STANDARDIZE_MEAN, type Head, type Standardizer } from './head.js';
 import { decayGroups, trainHead } from './head-train.js';
-import { compiledSteps, TRAINER_TASK, trainerInitTransfer, weightCopies } from './trainer.js';
+import { compiledSteps, restoreTransfer, TRAINER_TASK, trainerInitTransfer, weightCopies } from './trainer.js';
 import { featureSource, type FeatureSet } from './feature-source.js';
 import { imageSource, type ImageItem } from './image-source.js';
 import { lrFind, type LrFindResult } from './lr-find.js';
@@ -119,8 +119,7 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
       // moved, not cloned: the checkpoint's tensors (four times the weights under AdamW) would otherwise
       // stay reachable from `ckpt` here for the whole run
       const restored = { ...ckpt.state, best: ckpt.bestWeights };
-      const arrays = [...Object.values(restored.weights), ...Object.values(restored.optimizer.buffers).flatMap((b) => Object.values(b)), ...Object.values(restored.best ?? {})];
-      await trainer.call('restore', restored as never, arrays.map((a) => a.buffer as ArrayBuffer));
+      await trainer.call('restore', restored as never, restoreTransfer(restored));
       lr = (ckpt.extra?.lr as number | undefined) ?? lr;
       await trainer.call('setSchedule', schedule(lr) as never);
       history = ckpt.history;

@@ -7,6 +7,7 @@ import { GraftError, throwIfAborted } from '../errors.js';
 import type { TaskHandle } from '../runtime/index.js';
 import { toInt64, type BatchSource, type TrainerMethods } from './fit.js';
 import type { ScheduleConfig } from './schedule.js';
+import { restoreTransfer } from './trainer.js';
 import type { StepResult, TrainerState } from './trainer.task.js';
 
 export interface LrFindResult {
@@ -58,7 +59,7 @@ export async function lrFind(o: LrFindOptions): Promise<LrFindResult> {
       if (o.source.trainBatches === 0) break;
     }
   } finally {
-    await o.trainer.call('restore', saved as never);
+    await o.trainer.call('restore', saved as never, restoreTransfer(saved));
     await o.trainer.call('setSchedule', o.schedule as never);
   }
   if (lrs.length < 5) throw new GraftError('TRAINING_DIVERGED', 'the learning-rate range test diverged at once; check the data and model, or pass --lr explicitly.');

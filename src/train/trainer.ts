@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { EvalStep, TrainStep } from '../autodiff/train-step.js';
 import type { Graph } from '../graph/graph.js';
 import { modelToBytes } from '../graph/serialize.js';
-import type { TrainerInit, TrainerStepSpec } from './trainer.task.js';
+import type { TrainerInit, TrainerState, TrainerStepSpec } from './trainer.task.js';
 
 /** The trainer task module next to this one (.ts when running from sources, .js when built). */
 export const TRAINER_TASK = new URL(`./trainer.task${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -34,9 +34,21 @@ export function weightCopies(graph: Graph, names: readonly string[]): Record<str
  * Copied, fine-tuning ResNet-18 would keep its 45 MB of initial weights on both threads.
  */
 export function trainerInitTransfer(init: TrainerInit): ArrayBuffer[] {
-  const arrays = [init.stepModel, init.evalModel, ...Object.values(init.weights)];
-  // a view into a larger buffer would take the rest of that buffer with it (and shared memory is
-  // shared, not moved): those are copied
+  // the others (views into a larger buffer, shared memory) are copied
+  return ownBuffers([init.stepModel, init.evalModel, ...Object.values(init.weights)]);
+}
+
+/**
+ * The buffers of a state sent back to the trainer (restore) to move rather than clone — the sender's
+ * copies are garbage then, and moved they are gone at once instead of waiting for the collector. Only
+ * buffers an array owns whole, as trainerInitTransfer.
+ */
+export function restoreTransfer(s: Partial<TrainerState> & { best?: Record<string, Float32Array> }): ArrayBuffer[] {
+  return ownBuffers([...Object.values(s.weights ?? {}), ...Object.values(s.optimizer?.buffers ?? {}).flatMap((b) => Object.values(b)), ...Object.values(s.best ?? {})]);
+}
+
+/** The buffers of `arrays` that each one spans whole, once each: a view's buffer holds more than it, and shared memory is shared, not moved. */
+function ownBuffers(arrays: readonly ArrayBufferView[]): ArrayBuffer[] {
   const own = arrays.filter((a) => a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength);
   return [...new Set(own.map((a) => a.buffer as ArrayBuffer))];
 }

@@ -17,7 +17,7 @@ import { fromOrt, toOrt } from '../../src/runtime/ort.js';
 import { unwrapTransfer, type TaskContext } from '../../src/runtime/task.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { buildHead } from '../../src/train/head.js';
-import { trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
+import { restoreTransfer, trainerInitTransfer, trainerStepSpec } from '../../src/train/trainer.js';
 import trainerTask, { EVAL_CHUNK, type StepResult, type TrainerInit, type TrainerState } from '../../src/train/trainer.task.js';
 
 const D = 64;
@@ -86,6 +86,18 @@ describe('trainer worker hand-over', () => {
     const list = trainerInitTransfer(init);
     expect(list).toHaveLength(1 + whole.length);
     expect(new Set(list)).toEqual(new Set([init.stepModel.buffer, ...whole.map((w) => w.buffer)]));
+  });
+
+  it('moves a restored state\'s own buffers, each once, and copies views and shared memory', () => {
+    const w = Float32Array.from([1, 2]);
+    const m = new Float32Array(2);
+    const best = Float32Array.from([3, 4]);
+    const view = new Float32Array(8).subarray(2, 4);
+    const shared = new Float32Array(new SharedArrayBuffer(8));
+    const list = restoreTransfer({ weights: { w, again: w, view }, optimizer: { step: 1, buffers: { w: { m, shared } } }, best: { w: best } });
+    expect(list).toHaveLength(3);
+    expect(new Set(list)).toEqual(new Set([w.buffer, m.buffer, best.buffer]));
+    expect(restoreTransfer({ weights: {} })).toEqual([]);
   });
 
   it('keeps neither the initial weights nor the model bytes once set up, and still trains', async () => {
