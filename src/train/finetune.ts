@@ -108,8 +108,8 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
   try {
     const run = await prepareRun(o, out, runtime, emit);
     const { spec, layer, preprocess, classes, K, settings, fp, ckpt, skipped, trainItems, warmupWeights, full, source, init, baseLr } = run;
-    const schedule = (lr: number) => scheduleOf(o, settings.epochs * source.trainBatches, lr);
     const { unfreeze, epochs, warmupEpochs } = settings;
+    const schedule = (lr: number) => scheduleOf(o, epochs * source.trainBatches, lr);
     let history = run.history;
     trainer = (await runtime.loadTask(TRAINER_TASK, init as never, { transfer: trainerInitTransfer(init) })) as unknown as TaskHandle<TrainerMethods>;
 
@@ -132,7 +132,7 @@ export async function finetune(o: TrainOptions & FinetuneOptions): Promise<Train
     // the head's warm-up is over: until the first fine-tuning epoch, a resumed run starts from here
     if (!ckpt) saveCheckpoint(out, fp, { phase: 'warmup', epoch: 0, step: 0, history, state: { weights: {}, optimizer: { step: 0, buffers: {} } }, warmupWeights, extra: extra() });
     const resumed = ckpt?.phase === 'finetune' ? ckpt : undefined;
-    const worker = trainer;
+    const worker = trainer; // set for good here: the checkpoint callback below takes it as a const
     const result = await fit({
       trainer,
       source,
