@@ -380,7 +380,7 @@ async function prepareRun(o: TrainOptions & FinetuneOptions, out: string, runtim
  * Drops `owned`'s values from `model` (their dims stay, for setWeights) and gives every other weight a
  * buffer of its own: one view into the model file's bytes would keep all of them alive.
  */
-function releaseWeights(model: Model, owned: readonly string[]): void {
+export function releaseWeights(model: Model, owned: readonly string[]): void {
   const drop = new Set(owned);
   for (const [name, t] of model.graph.initializers) {
     if (drop.has(name)) model.graph.initializers.set(name, { ...t, data: new Float32Array(0) });
