@@ -17,6 +17,7 @@ import { compose } from '../../src/graph/compose.js';
 import { Graph, Model } from '../../src/graph/graph.js';
 import { loadModel, modelToBytes } from '../../src/graph/serialize.js';
 import { tailFrom } from '../../src/graph/surgery.js';
+import { numel } from '../../src/onnx/tensor.js';
 import { ensureBuiltin } from '../../src/models/builtins.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import { buildHead } from '../../src/train/head.js';
@@ -97,6 +98,11 @@ export function createSession(model: Uint8Array | string, k: SessionKnobs = {}):
   });
 }
 
+/** Float32 feeds for a probe's inputs: `data` where given, else uniform in [-1, 1) seeded 1, 2, … in input order. */
+export function randomFeeds(inputs: readonly { name: string; dims: readonly number[] }[], data: Record<string, Float32Array> = {}): Record<string, ort.Tensor> {
+  return Object.fromEntries(inputs.map((i, k) => [i.name, new ort.Tensor('float32', data[i.name] ?? randomFloats(numel(i.dims), k + 1), [...i.dims])]));
+}
+
 /**
  * A probe's one-off graph: float32 inputs (name → dims) and the outputs `build` returns, their shapes left
  * to onnxruntime, at opset 17. A Model rather than bytes, so that a probe can still rewrite it.
@@ -125,10 +131,9 @@ export async function tinySession(
   data: Record<string, Float32Array> = {},
 ): Promise<{ session: ort.InferenceSession; feeds: Record<string, ort.Tensor>; fetches: Record<string, ort.Tensor>; run: () => Promise<unknown> }> {
   const session = await createSession(modelToBytes(tinyModel(inputs, build)), k);
-  const size = (d: readonly number[]) => d.reduce((p, q) => p * q, 1);
-  const feeds = Object.fromEntries(Object.entries(inputs).map(([name, dims], i) => [name, new ort.Tensor('float32', data[name] ?? randomFloats(size(dims), i + 1), [...dims])]));
+  const feeds = randomFeeds(Object.entries(inputs).map(([name, dims]) => ({ name, dims })), data);
   const first = await session.run(feeds);
-  const fetches = Object.fromEntries(session.outputNames.map((name) => [name, new ort.Tensor('float32', new Float32Array(size(first[name].dims)), first[name].dims)]));
+  const fetches = Object.fromEntries(session.outputNames.map((name) => [name, new ort.Tensor('float32', new Float32Array(numel(first[name].dims)), first[name].dims)]));
   await session.run(feeds, fetches);
   return { session, feeds, fetches, run: () => session.run(feeds, fetches) };
 }
@@ -166,6 +171,17 @@ export function kernelRuns(events: readonly ProfileEvent[]): { runUs: number; ke
     }
   }
   return runs;
+}
+
+/** Each node's kernel times over `runs`, with its op and input shapes (the first run's), in first-seen order. */
+export function kernelsByNode(runs: readonly { kernels: KernelTime[] }[]): Map<string, { op: string; shapes: string; us: number[] }> {
+  const byNode = new Map<string, { op: string; shapes: string; us: number[] }>();
+  for (const k of runs.flatMap((r) => r.kernels)) {
+    let x = byNode.get(k.node);
+    if (!x) byNode.set(k.node, (x = { op: k.op, shapes: k.shapes, us: [] }));
+    x.us.push(k.us);
+  }
+  return byNode;
 }
 
 /**

@@ -17,13 +17,12 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import type { GraphBuilder } from '../../src/graph/builder.js';
 import { lowerConvsToNchwc } from '../../src/graph/nchwc.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { nchwcBlockSize } from '../../src/runtime/nchwc-probe.js';
 import type { ConvDwMethod } from '../../src/autodiff/rule.js';
-import { args, createSession, kernelRuns, median, randomFloats, round, takeProfile, tinyModel } from './common.js';
+import { args, createSession, kernelRuns, median, randomFeeds, round, takeProfile, tinyModel } from './common.js';
 import { convShape, probeGraph } from './tune-conv.js';
 
 const a = args({ variant: 'gather', channels: '64', size: '56', batch: '16', threads: '2', runs: '10' });
@@ -85,10 +84,10 @@ async function build(variant: string): Promise<Uint8Array> {
   return modelToBytes(model);
 }
 
-const feeds = {
-  x: new ort.Tensor('float32', randomFloats(N * C * H * W, 1), [N, C, H, W]),
-  dy: new ort.Tensor('float32', randomFloats(N * O * H * W, 2), [N, O, H, W]),
-};
+const feeds = randomFeeds([
+  { name: 'x', dims: [N, C, H, W] },
+  { name: 'dy', dims: [N, O, H, W] },
+]);
 // the reference first, on one thread, without the profiler
 const ref = await createSession(await build('slices'), { threads: 1 });
 const want = Object.values(await ref.run(feeds))[0].data as Float32Array;

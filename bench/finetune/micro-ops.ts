@@ -9,7 +9,7 @@
  * --dims overrides the group's default shape (given with each group below).
  */
 import type { GraphBuilder } from '../../src/graph/builder.js';
-import { float32 } from '../../src/onnx/tensor.js';
+import { float32, numel } from '../../src/onnx/tensor.js';
 import { args, interleave, randomFloats, tinySession } from './common.js';
 
 interface Group {
@@ -22,10 +22,9 @@ interface Group {
   patterns: Record<string, (b: GraphBuilder, d: number[]) => string>;
 }
 
-const size = (d: number[]) => d.reduce((p, q) => p * q, 1);
 const gradientInputs = (d: number[]) => ({ y: d, dy: d });
 // y in [0, 6] with exact 0s and 6s, as a ReLU6 output has
-const activationData = (d: number[]) => ({ y: randomFloats(size(d), 5, -3, 9).map((v) => Math.min(6, Math.max(0, v))) });
+const activationData = (d: number[]) => ({ y: randomFloats(numel(d), 5, -3, 9).map((v) => Math.min(6, Math.max(0, v))) });
 /** ResNet's stem max pool, as torchvision has it. */
 const stemPool = { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] };
 

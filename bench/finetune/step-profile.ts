@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConvDwMethod, ConvDxMethod } from '../../src/autodiff/rule.js';
-import { args, benchModel, compileStep, createSession, kernelRuns, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type TrainableSet } from './common.js';
+import { args, benchModel, compileStep, createSession, kernelRuns, kernelsByNode, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type TrainableSet } from './common.js';
 
 const a = args({ model: 'resnet18', set: 'full', threads: '1', runs: '5', batch: '16', dx: 'auto', dw: 'auto', top: '40', json: '', nodes: '0', nchwc: 'on' });
 const m = await benchModel(a.model as BenchModelName);
@@ -56,13 +56,7 @@ const bySide = (s: string) => round(rows.filter((r) => r.key.endsWith(s)).reduce
 console.log(`# forward kernels ${bySide('fwd')} ms, backward kernels ${bySide('bwd')} ms`);
 if (Number(a.nodes) > 0) {
   // the slowest individual nodes (median over runs), to see which layer a cost belongs to
-  const perNode = new Map<string, { op: string; us: number[] }>();
-  for (const k of timed.flatMap((r) => r.kernels)) {
-    let x = perNode.get(k.node);
-    if (!x) perNode.set(k.node, (x = { op: k.op, us: [] }));
-    x.us.push(k.us);
-  }
-  const list = [...perNode.entries()].map(([node, x]) => ({ node, op: x.op, ms: median(x.us) / 1000 })).sort((p, q) => q.ms - p.ms);
+  const list = [...kernelsByNode(timed).entries()].map(([node, x]) => ({ node, op: x.op, ms: median(x.us) / 1000 })).sort((p, q) => q.ms - p.ms);
   console.log('# slowest nodes');
   for (const x of list.slice(0, Number(a.nodes))) console.log([round(x.ms), x.op, x.node].join('\t'));
 }

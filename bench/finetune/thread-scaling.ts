@@ -8,7 +8,7 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { args, benchModel, compileStep, createSession, kernelRuns, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type TrainableSet } from './common.js';
+import { args, benchModel, compileStep, createSession, kernelRuns, kernelsByNode, loadavg, median, round, stepFeeds, takeProfile, type BenchModelName, type TrainableSet } from './common.js';
 
 const a = args({ model: 'resnet18', set: 'full', runs: '5', batch: '16', top: '25' });
 const m = await benchModel(a.model as BenchModelName);
@@ -29,15 +29,9 @@ async function profile(threads: number): Promise<{ nodes: Map<string, NodeTime>;
   for (let r = 0; r <= Number(a.runs); r++) await session.run(feeds);
   session.endProfiling();
   await session.release();
-  const perNode = new Map<string, { op: string; us: number[]; shapes: string }>();
   const timed = kernelRuns(takeProfile(prefix)).slice(1); // the first is the warm-up
-  for (const k of timed.flatMap((r) => r.kernels)) {
-    let x = perNode.get(k.node);
-    if (!x) perNode.set(k.node, (x = { op: k.op, us: [], shapes: k.shapes }));
-    x.us.push(k.us);
-  }
   const runUs = timed.map((r) => r.runUs);
-  return { nodes: new Map([...perNode].map(([k, x]) => [k, { op: x.op, ms: median(x.us) / 1000, shapes: x.shapes }])), runMs: median(runUs) / 1000 };
+  return { nodes: new Map([...kernelsByNode(timed)].map(([k, x]) => [k, { op: x.op, ms: median(x.us) / 1000, shapes: x.shapes }])), runMs: median(runUs) / 1000 };
 }
 
 const one = await profile(1);

@@ -20,7 +20,8 @@ import { Graph, Model } from '../../src/graph/graph.js';
 import type { AttrInput, AttrValue, Node } from '../../src/graph/ir.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
 import { inferShapes } from '../../src/graph/shapes.js';
-import { args, benchModel, createSession, interleave, loadavg, randomFloats, round, type BenchModelName } from './common.js';
+import { numel } from '../../src/onnx/tensor.js';
+import { args, benchModel, createSession, interleave, loadavg, randomFeeds, round, type BenchModelName } from './common.js';
 
 export const DX_METHODS: Exclude<ConvDxMethod, 'auto'>[] = ['convTranspose', 'flippedConv'];
 export const DW_METHODS: Exclude<ConvDwMethod, 'auto'>[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather'];
@@ -140,11 +141,11 @@ async function main() {
     for (const p of probes) {
       const { bytes, inputs } = probeGraph(s, p);
       const session = await createSession(bytes, { threads });
-      const feeds = Object.fromEntries(inputs.map((i, k) => [i.name, new ort.Tensor('float32', randomFloats(i.dims.reduce((x, y) => x * y, 1), k + 1), i.dims)]));
+      const feeds = randomFeeds(inputs);
       // the probe's output is preallocated: in a training graph it is an arena buffer, not a fresh
       // allocation whose page faults would be charged to the formulation
       const od = p.what === 'fwd' ? [s.x[0], s.geom.O, s.geom.OH, s.geom.OW] : p.what === 'dX' ? s.x : s.w;
-      const fetches = { [session.outputNames[0]]: new ort.Tensor('float32', new Float32Array(od.reduce((x, y) => x * y, 1)), od) };
+      const fetches = { [session.outputNames[0]]: new ort.Tensor('float32', new Float32Array(numel(od)), od) };
       variants.push({ p, session, run: () => session.run(feeds, fetches), name: probeName(p) });
     }
     const r = await interleave(variants, { rounds: Number(a.rounds), warmup: 1 });

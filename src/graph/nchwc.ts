@@ -21,7 +21,8 @@ import { GraphBuilder } from './builder.js';
 import type { Model } from './graph.js';
 import { isDefaultDomain, type Dim, type Node } from './ir.js';
 import { inferShapes } from './shapes.js';
-import { tensor } from '../onnx/tensor.js';
+import { constantOf } from './surgery.js';
+import { numel, tensor } from '../onnx/tensor.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
 
@@ -96,13 +97,10 @@ export function lowerConvsToNchwc(model: Model, opts: { block: number }): NchwcL
     return !outputs.has(value) && users.length === 1 && u.opType === opType && isDefaultDomain(u.domain) ? u : undefined;
   };
 
-  /** An initializer or Constant node of one element (a Clip bound, a ReLU mask's zero). */
+  /** A constant of one element (a Clip bound, a ReLU mask's zero). */
   const isScalarConstant = (v: string): boolean => {
-    const c = g.initializers.get(v);
-    if (c) return c.dims.reduce((x, y) => x * y, 1) === 1;
-    const p = producer.get(v);
-    const value = p?.opType === 'Constant' && isDefaultDomain(p.domain) ? p.attrs.get('value') : undefined;
-    return value?.kind === 'tensor' && value.value.dims.reduce((x, y) => x * y, 1) === 1;
+    const c = constantOf(g, v, producer);
+    return !!c && numel(c.dims) === 1;
   };
 
   /** The pointwise node computing v, when it is one pointwiseBlocked may move (whole-block channels, not yet moved). */

@@ -14,7 +14,7 @@ const isDefault = (n: Node) => isDefaultDomain(n.domain);
 const FLOAT_TYPES = new Set(['float32', 'float16', 'bfloat16', 'float64']);
 
 /** The initializer a value comes from, following Identity nodes (torch shares equal weights through them). */
-function sourceInitializer(g: Graph, name: string | undefined, producer: Map<string, Node>): string | undefined {
+function sourceInitializer(g: Graph, name: string | undefined, producer: ReadonlyMap<string, Node>): string | undefined {
   for (let i = 0; name && i < 64; i++) {
     if (g.initializers.has(name)) return name;
     const p = producer.get(name);
@@ -25,7 +25,7 @@ function sourceInitializer(g: Graph, name: string | undefined, producer: Map<str
 }
 
 /** A constant tensor by value name: an initializer (possibly through Identity), or a Constant node's tensor. */
-function constantOf(g: Graph, name: string | undefined, producer: Map<string, Node>): Tensor | undefined {
+export function constantOf(g: Graph, name: string | undefined, producer: ReadonlyMap<string, Node>): Tensor | undefined {
   if (!name) return undefined;
   const init = sourceInitializer(g, name, producer);
   if (init) return g.initializers.get(init);

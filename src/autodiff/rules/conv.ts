@@ -16,7 +16,7 @@
  *      tapReduce      depthwise only: per tap, Σ dY·slice(X) — memory-bound, no im2col buffer.
  */
 import { GraftError } from '../../errors.js';
-import { float32, int64, tensor } from '../../onnx/tensor.js';
+import { float32, int64, numel, tensor } from '../../onnx/tensor.js';
 import type { GraphBuilder } from '../../graph/builder.js';
 import { antiIdentity } from '../../graph/nchwc.js';
 import type { ConvDwMethod, ConvDxMethod, GradRule, RuleContext } from '../rule.js';
@@ -326,13 +326,17 @@ function gatherableRows(ctx: RuleContext, v: string, width: number, rowsPerImage
 }
 
 /**
- * Row indices `idx` for output rows y = 0, 1, … (in order along `shape`, which broadcasts against idx and
- * is 1 but for the output rows) whose source row y + shift falls outside [0, limit) read the zero row.
+ * Row indices `idx` whose source row falls outside [0, limit) read the zero row instead: `sourceRow(k)`
+ * is the source row of the k-th element of `shape` (which broadcasts against idx), `key` names that
+ * mapping for sharing the mask between convs of one geometry.
  */
-function zeroOutside(b: GraphBuilder, idx: string, shape: number[], shift: number, limit: number, zeroRow: string): string {
-  const inside = Uint8Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, y) => (y + shift >= 0 && y + shift < limit ? 1 : 0));
+function zeroOutside(b: GraphBuilder, idx: string, shape: number[], sourceRow: (k: number) => number, limit: number, zeroRow: string, key: string): string {
+  const inside = Uint8Array.from({ length: numel(shape) }, (_, k) => {
+    const row = sourceRow(k);
+    return row >= 0 && row < limit ? 1 : 0;
+  });
   if (!inside.includes(0)) return idx;
-  return b.op('Where', [b.shared(`rows-inside:${shape.join('x')}:${limit}:${shift}`, () => tensor('bool', shape, inside)), idx, zeroRow]);
+  return b.op('Where', [b.shared(`rows-inside:${key}:${shape.join('x')}:${limit}`, () => tensor('bool', shape, inside)), idx, zeroRow]);
 }
 
 /**
@@ -413,13 +417,9 @@ function dwTapGather(ctx: RuleContext, g: ConvGeometry): string {
       });
       return tensor('int64', [...lead, g.C, count, 1, OHp], r.data);
     });
-    let idx = b.op('Add', [base, imageStart]); // [P?, C, count, N, OH/P]
-    const inside = Uint8Array.from({ length: P * count * OHp }, (_, k) => {
-      const [h, i, y] = [Math.floor(k / (count * OHp)), Math.floor(k / OHp) % count, k % OHp];
-      const row = h * OHp + y + rowsOf[i][1];
-      return row >= 0 && row < Hs ? 1 : 0;
-    });
-    if (inside.includes(0)) idx = b.op('Where', [b.shared(`${key}:inside`, () => tensor('bool', [...lead, 1, count, 1, OHp], inside)), idx, zeroRow]);
+    // [P?, C, count, N, OH/P]; output row h·OH/P + y of kernel row i reads source row h·OH/P + y + shift(i)
+    const sourceRow = (k: number) => Math.floor(k / (count * OHp)) * OHp + (k % OHp) + rowsOf[Math.floor(k / OHp) % count][1];
+    const idx = zeroOutside(b, b.op('Add', [base, imageStart]), [...lead, 1, count, 1, OHp], sourceRow, Hs, zeroRow, key);
     return b.op('Reshape', [b.op('Gather', [rows, idx], { axis: 0 }), b.i64([...lead, g.C * count, -1])]);
   };
   /** Σ over positions of X's stacked rows × dY's: [C·count, O]. */
@@ -482,7 +482,7 @@ function depthwiseTaps(ctx: RuleContext, g: ConvGeometry): string[] {
   const shiftedRows = Array.from({ length: g.kh }, (_, i) => {
     const shift = i * g.dh - g.pt;
     const base = b.shared(`dw-rows:${g.C}x${g.H}:${g.OH}:${shift}`, () => int64([1, g.C, g.OH], Array.from({ length: g.C * g.OH }, (_, k) => Math.floor(k / g.OH) * g.H + (k % g.OH) + shift)));
-    const idx = zeroOutside(b, b.op('Add', [base, imageRows]), [1, 1, g.OH], shift, g.H, zeroRow); // [N, C, OH]
+    const idx = zeroOutside(b, b.op('Add', [base, imageRows]), [1, 1, g.OH], (y) => y + shift, g.H, zeroRow, `shift:${shift}`); // [N, C, OH]
     return b.op('Gather', [rows, idx], { axis: 0 }); // [N, C, OH, W]
   });
   const shiftedDY = Array.from({ length: g.kw }, (_, j) => {
