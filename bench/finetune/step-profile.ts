@@ -33,7 +33,8 @@ timed.forEach(({ kernels }, r) => {
   const sums = new Map<Key, number>();
   const n = new Map<Key, number>();
   for (const k of kernels) {
-    const side = forwardNames.has(k.node) ? 'fwd' : 'bwd';
+    // a forward conv lowered to ORT's NCHWc kernels keeps its name with a suffix (src/graph/nchwc.ts)
+    const side = forwardNames.has(k.node.replace(/_nchwc$/, '')) ? 'fwd' : 'bwd';
     const key = `${k.op}\t${side}`;
     sums.set(key, (sums.get(key) ?? 0) + k.us);
     n.set(key, (n.get(key) ?? 0) + 1);
