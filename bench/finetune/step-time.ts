@@ -40,6 +40,9 @@ export const VARIANTS: Record<string, Variant> = {
   dwIm2col: { grad: { convDw: 'im2col' } },
   dwTapReduce: { grad: { convDw: 'tapReduce' } },
   dwTapMatMul: { grad: { convDw: 'tapMatMul' } },
+  // the RGB stems' weight gradients as before dwImageIm2col (ResNet-18's, MobileNetV2's)
+  stemBatch: { grad: { perNode: { '/conv1/Conv': { convDw: 'batchAsChannels' } } } },
+  stemTaps: { grad: { perNode: { '/features/features.0/features.0.0/Conv': { convDw: 'tapGemm' } } } },
 };
 
 const a = args({ model: 'resnet18', set: 'full', variants: 'base', threads: '1', batch: '16', rounds: '8', warmup: '1', out: '' });

@@ -24,7 +24,7 @@ import { numel } from '../../src/onnx/tensor.js';
 import { args, benchModel, createSession, interleave, loadavg, randomFeeds, round, type BenchModelName } from './common.js';
 
 export const DX_METHODS: Exclude<ConvDxMethod, 'auto'>[] = ['convTranspose', 'flippedConv'];
-export const DW_METHODS: Exclude<ConvDwMethod, 'auto'>[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather'];
+export const DW_METHODS: Exclude<ConvDwMethod, 'auto'>[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather', 'imageIm2col'];
 
 export interface ConvShape {
   key: string;

@@ -52,7 +52,7 @@ export interface GradRule {
 
 /** Formulation choices for convolution gradients; 'auto' picks by measured speed on this engine. */
 export type ConvDxMethod = 'auto' | 'convTranspose' | 'flippedConv';
-export type ConvDwMethod = 'auto' | 'batchAsChannels' | 'tapGemm' | 'im2col' | 'tapReduce' | 'tapMatMul' | 'tapGather';
+export type ConvDwMethod = 'auto' | 'batchAsChannels' | 'tapGemm' | 'im2col' | 'tapReduce' | 'tapMatMul' | 'tapGather' | 'imageIm2col';
 
 export interface GradOptions {
   convDx: ConvDxMethod;

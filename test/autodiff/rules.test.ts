@@ -152,6 +152,8 @@ describe('convolution', () => {
     { name: '3×3 s1 p1 on a large map (row gathers per kernel row)', x: [1, 8, 160, 160], w: [8, 8, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
     // batch-as-channels as two groups over the batch's halves (odd channel count), with an odd batch
     { name: '5×5 s2 p2, one channel, batch of 3', x: [3, 1, 12, 9], w: [4, 1, 5, 5], attrs: { strides: [2, 2], pads: [2, 2, 2, 2] } },
+    // stride 3: three parity planes per axis, sizes padded up to multiples of 3
+    { name: '5×5 s3 p2, rectangular', x: [2, 3, 11, 10], w: [4, 3, 5, 5], attrs: { strides: [3, 3], pads: [2, 2, 2, 2] } },
     { name: '3×3 dilation 2', x: [2, 3, 9, 9], w: [4, 3, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },
     { name: '3×3 s1 unpadded, rectangular input', x: [2, 3, 6, 5], w: [4, 3, 3, 3], attrs: {} },
     { name: '3×2 s1 asymmetric pads', x: [2, 3, 6, 7], w: [4, 3, 3, 2], attrs: { pads: [0, 1, 2, 0] } },
@@ -179,17 +181,20 @@ describe('convolution', () => {
     expect(chooseDw(geom(256, 256, 3, 1, 14), 'auto')).toBe('tapGather');
     expect(chooseDw(geom(128, 256, 3, 2, 28), 'auto')).toBe('tapGather'); // stride 2: rows of the parity planes
     expect(chooseDw(geom(128, 256, 3, 2, 27), 'auto')).toBe('tapGemm'); // odd size: no parity planes
-    expect(chooseDw(geom(3, 32, 3, 2, 224), 'auto')).toBe('tapGemm'); // RGB stem: dY dwarfs X
+    expect(chooseDw(geom(3, 32, 3, 2, 224), 'auto')).toBe('imageIm2col'); // RGB stems: X's im2col against dY as it is
+    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('imageIm2col');
+    expect(chooseDw(geom(1, 32, 3, 1, 112), 'auto')).toBe('imageIm2col');
+    expect(chooseDw(geom(3, 8, 7, 2, 224), 'auto')).toBe('batchAsChannels'); // cols would be 18 times dY
+    expect(chooseDw(geom(3, 64, 7, 3, 224), 'auto')).toBe('batchAsChannels');
     expect(chooseDw(geom(512, 512, 3, 1, 7), 'auto')).toBe('im2col'); // 7×7 maps: one Gemm over the taps
     expect(chooseDw(geom(256, 512, 3, 2, 14), 'auto')).toBe('im2col');
     expect(chooseDw(geom(256, 512, 1, 2, 14), 'auto')).toBe('tapGather');
     expect(chooseDw(geom(256, 512, 1, 1, 14), 'auto')).toBe('tapGemm');
-    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('batchAsChannels');
     expect(chooseDw(geom(32, 32, 3, 1, 56, 32), 'auto')).toBe('tapReduce');
   });
 
   const dxMethods: ConvDxMethod[] = ['convTranspose', 'flippedConv'];
-  const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather'];
+  const dwMethods: ConvDwMethod[] = ['batchAsChannels', 'tapGemm', 'im2col', 'tapReduce', 'tapMatMul', 'tapGather', 'imageIm2col'];
   for (const c of convs) {
     for (const dx of dxMethods) {
       for (const dw of dwMethods) {

@@ -14,6 +14,7 @@
  *      tapGather      stride 1: the same Gemms, with X's rows for each kernel row gathered (and X
  *                     transposed) by one Gather, and each kernel column a shift of dY instead of X.
  *      tapReduce      depthwise only: per tap, Σ dY·slice(X) — memory-bound, no im2col buffer.
+ *      imageIm2col    one product per image of X's im2col rows (one row Gather) and dY as it is — RGB stems.
  */
 import { GraftError } from '../../errors.js';
 import { float32, int64, numel, tensor } from '../../onnx/tensor.js';
@@ -97,11 +98,18 @@ const IM2COL_MAX_POSITIONS = 49;
  */
 const MAX_ROW_STACK_PER_IMAGE = 64 * 3 * 56 * 56;
 
+/** Input channels below which a conv counts as a stem (RGB, grey): its dY holds many times X's floats. */
+const SMALL_CHANNELS = 16;
+
+/** Whether dwImageIm2col handles this conv: equal strides in both axes, no dilation. */
+const imageIm2colFits = (g: ConvGeometry): boolean => g.sh === g.sw && g.dh === 1 && g.dw === 1;
+
 export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<ConvDwMethod, 'auto'> {
   const dense = g.group === 1;
   const depthwise = isDepthwise(g) && g.O === g.C;
   if (requested === 'tapGather') return dense ? (rowGathers(g) ? 'tapGather' : 'tapGemm') : 'batchAsChannels';
   if (requested === 'tapGemm' || requested === 'im2col' || requested === 'tapMatMul') return dense ? requested : 'batchAsChannels';
+  if (requested === 'imageIm2col') return dense && imageIm2colFits(g) ? 'imageIm2col' : dense ? 'tapGemm' : 'batchAsChannels';
   if (requested === 'tapReduce') return depthwise ? 'tapReduce' : dense ? 'tapGemm' : 'batchAsChannels';
   if (requested === 'batchAsChannels') return 'batchAsChannels';
   // measured (prototype + bench/finetune/step-time.ts): per-tap Gemms win for dense 1×1 and 3×3 (ResNet-18
@@ -109,15 +117,18 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   // taps are unit-step slices (MobileNetV2 full step 1.18 s vs 1.34 s), batch-as-channels elsewhere
   // — except on small maps (ResNet's 7×7 stage), where one Gemm over the concatenated taps beats nine:
   // last-stage step on 2 threads 252 → 239 ms, 1 thread 418 → 414 ms (no change on the 14×14 and larger)
+  // RGB and grey stems: X's im2col rows against dY per image (dwImageIm2col), while cols stays within a few
+  // times dY's size (ResNet's 7×7 stem: 2.3 times)
+  if (dense && g.C < SMALL_CHANNELS && imageIm2colFits(g) && g.sh <= 2 && g.C * g.kh * g.kw <= 4 * g.O) return 'imageIm2col';
   if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.OH * g.OW <= IM2COL_MAX_POSITIONS) return 'im2col';
   // Stride 1 above that: the taps' rows gathered rather than sliced (see dwTapGather): ResNet-18 full step
   // on 2 threads 1219 → 1170 ms (medians of three alternating runs), 1 thread unchanged (2003 vs 2022 ms);
   // stride 2 likewise, from the parity planes: 1 thread 2005 → 1997 ms, 2 threads 1099 → 1097 ms (medians of
   // 10 and 16 alternating pairs) — small on a quiet machine, but the strided slices it replaces ran on one
   // thread and slowed several-fold when the machine was busy, while gathers use every thread. Not on RGB
-  // stems (C < 16): there dY is ten times X's size, and its shifted copy outweighs the slices of X saved
-  // (MobileNetV2 full step, 2 threads: 844 ms with the stem's slices, 884 ms with its gathers)
-  if (dense && g.kh * g.kw <= 9 && rowGathers(g) && (g.sh === 1 ? g.kh * g.kw > 1 : g.C >= 16)) return 'tapGather';
+  // stems (C < 16) that the above leaves: there dY is ten times X's size, and its shifted copy outweighs
+  // the slices of X saved (MobileNetV2 full step, 2 threads: 844 ms with the stem's slices, 884 ms with its gathers)
+  if (dense && g.kh * g.kw <= 9 && rowGathers(g) && (g.sh === 1 ? g.kh * g.kw > 1 : g.C >= SMALL_CHANNELS)) return 'tapGather';
   if (dense && g.kh * g.kw <= 9) return 'tapGemm';
   if (depthwise) return 'tapReduce';
   return 'batchAsChannels';
@@ -473,6 +484,56 @@ function dwTapMatMul(ctx: RuleContext, g: ConvGeometry): string {
  * most kw Pads. MobileNetV2 full step on 2 threads: 754 → 736 and 725 → 698 ms (medians of 16 alternating
  * pairs in one process), 1 thread unchanged (999 vs 1002 ms); peak RSS unchanged.
  */
+/**
+ * Weight gradients as one product per image, X's whole im2col matrix against dY as it is:
+ *   dW[o, (c, i, j)] = Σ_n Σ_p dY[n, o, p] · cols[n, (c, i, j), p],  cols[n, (c, i, j), (y, x)] = X_pad[n, c, s·y + i, s·x + j]
+ * cols comes from one row Gather: X (padded) is split into its s × s parity planes by SpaceToDepth, so tap
+ * (i, j) reads plane (i mod s, j mod s) from row ⌊i/s⌋ and column ⌊j/s⌋ on; the few column offsets are
+ * cut once each as a window of every plane (Slices, concatenated), after which each tap's rows are
+ * whole rows of one window. No copy of dY, whose N·O·P floats dwarf X's when C is small.
+ * For small C only (RGB stems): cols holds C·kh·kw copies of the output grid, and per-image products
+ * would be small matrices for deep layers. 2 threads, batch 16 (bench/finetune/tune-conv.ts, CPU ms):
+ * ResNet-18's 7 × 7 stem 90.8 → 70.4 (batch-as-channels before), MobileNetV2's 3 × 3 stem 50.2 → 16.4
+ * (per-tap Gemms before, whose [O, K] × [K, 3] products re-read dY nine times); 1 thread 91 → 60 and
+ * 47 → 14. The product runs at the GEMM's full speed (ResNet's: 3.8 GFLOP in 19 ms on 2 threads).
+ */
+function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
+  const { b, node } = ctx;
+  const s = g.sh; // = g.sw, dilation 1 (chooseDw)
+  const hp = g.H + g.pt + g.pb;
+  const wp = g.W + g.pl + g.pr;
+  // SpaceToDepth needs sizes divisible by s: extra zero rows / columns, which no tap reads
+  const [eh, ew] = [(s - (hp % s)) % s, (s - (wp % s)) % s];
+  const xp = padSpatial(ctx, node.inputs[0], [g.pt, g.pl, g.pb + eh, g.pr + ew]);
+  const planes = s === 1 ? xp : b.op('SpaceToDepth', [xp], { blocksize: s }); // [N, s²·C, Hs, Ws], channel (a·s + b)·C + c
+  const [Hs, Ws] = [(hp + eh) / s, (wp + ew) / s];
+  const offsets = Math.floor((g.kw - 1) / s) + 1;
+  const windows = Array.from({ length: offsets }, (_, off) =>
+    off === 0 && g.OW === Ws ? planes : b.op('Slice', [planes, b.i64([off]), b.i64([off + g.OW]), b.i64([3])]),
+  );
+  const shifted = windows.length === 1 ? windows[0] : b.op('Concat', windows, { axis: 1 }); // [N, offsets·s²·C, Hs, OW]
+  const rows = b.op('Reshape', [shifted, b.i64([-1, g.OW])]);
+  const CK = g.C * g.kh * g.kw;
+  // row of image 0 for every (c, i, j) and output row y, as [1, CK, OH]; the batch offset is added at run time
+  const base = b.shared(`image-im2col:${g.C}x${Hs}x${g.OW}:${g.kh}x${g.kw}:${s}:${g.OH}`, () =>
+    int64([1, CK, g.OH], Array.from({ length: CK * g.OH }, (_, k) => {
+      const [r, y] = [Math.floor(k / g.OH), k % g.OH];
+      const [c, i, j] = [Math.floor(r / (g.kh * g.kw)), Math.floor(r / g.kw) % g.kh, r % g.kw];
+      const channel = (Math.floor(j / s) * s * s + (i % s) * s + (j % s)) * g.C + c;
+      return channel * Hs + Math.floor(i / s) + y;
+    })),
+  );
+  const n = b.op('Gather', [ctx.shapeOf(node.inputs[0]), b.i64Scalar(0)]);
+  const imageStart = b.op('Reshape', [batchOffsets(b, n, offsets * s * s * g.C * Hs), b.i64([-1, 1, 1])]); // [N, 1, 1]
+  const cols = b.op('Reshape', [b.op('Gather', [rows, b.op('Add', [base, imageStart])], { axis: 0 }), b.i64([0, CK, -1])]); // [N, CK, P]
+  // cols on the left: the GEMM streams its left operand and packs its right one, here dY's smaller [P, O]
+  // (dY on the left: ResNet's stem 24.2 ms instead of 18.9 on 2 threads); ORT fuses the transpose into it
+  const dYm = b.op('Reshape', [ctx.dY()!, b.i64([0, g.O, -1])]); // [N, O, P]
+  const products = b.op('MatMul', [cols, b.op('Transpose', [dYm], { perm: [0, 2, 1] })]); // [N, CK, O]
+  const summed = b.op('ReduceSum', [products, b.i64([0])], { keepdims: 0 });
+  return b.op('Reshape', [b.op('Transpose', [summed], { perm: [1, 0] }), b.i64([g.O, g.C, g.kh, g.kw])]);
+}
+
 function depthwiseTaps(ctx: RuleContext, g: ConvGeometry): string[] {
   const { b, node } = ctx;
   const x = node.inputs[0];
@@ -521,6 +582,7 @@ export const convRules: Record<string, GradRule> = {
           im2col: () => dwTapGemm(ctx, g, true),
           tapGather: () => dwTapGather(ctx, g),
           tapMatMul: () => dwTapMatMul(ctx, g),
+          imageIm2col: () => dwImageIm2col(ctx, g),
           tapReduce: () => dwTapReduce(ctx, g),
           batchAsChannels: () => dwBatchAsChannels(ctx, g),
         };
