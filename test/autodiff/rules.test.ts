@@ -182,10 +182,9 @@ describe('convolution', () => {
     expect(chooseDw(geom(128, 256, 3, 2, 28), 'auto')).toBe('tapGather'); // stride 2: rows of the parity planes
     expect(chooseDw(geom(128, 256, 3, 2, 27), 'auto')).toBe('tapGemm'); // odd size: no parity planes
     expect(chooseDw(geom(3, 32, 3, 2, 224), 'auto')).toBe('imageIm2col'); // RGB stems: X's im2col against dY as it is
-    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('imageIm2col');
     expect(chooseDw(geom(1, 32, 3, 1, 112), 'auto')).toBe('imageIm2col');
-    expect(chooseDw(geom(3, 8, 7, 2, 224), 'auto')).toBe('batchAsChannels'); // cols would be 18 times dY
-    expect(chooseDw(geom(3, 64, 7, 3, 224), 'auto')).toBe('batchAsChannels');
+    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('batchAsChannels'); // ResNet's stem: cols would be 2.3 times dY
+    expect(chooseDw(geom(3, 32, 3, 3, 224), 'auto')).toBe('tapGemm');
     expect(chooseDw(geom(512, 512, 3, 1, 7), 'auto')).toBe('im2col'); // 7×7 maps: one Gemm over the taps
     expect(chooseDw(geom(256, 512, 3, 2, 14), 'auto')).toBe('im2col');
     expect(chooseDw(geom(256, 512, 1, 2, 14), 'auto')).toBe('tapGather');

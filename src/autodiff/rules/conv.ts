@@ -117,9 +117,12 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   // taps are unit-step slices (MobileNetV2 full step 1.18 s vs 1.34 s), batch-as-channels elsewhere
   // — except on small maps (ResNet's 7×7 stage), where one Gemm over the concatenated taps beats nine:
   // last-stage step on 2 threads 252 → 239 ms, 1 thread 418 → 414 ms (no change on the 14×14 and larger)
-  // RGB and grey stems: X's im2col rows against dY per image (dwImageIm2col), while cols stays within a few
-  // times dY's size (ResNet's 7×7 stem: 2.3 times)
-  if (dense && g.C < SMALL_CHANNELS && imageIm2colFits(g) && g.sh <= 2 && g.C * g.kh * g.kw <= 4 * g.O) return 'imageIm2col';
+  // RGB and grey stems: X's im2col rows against dY per image (dwImageIm2col), where cols holds no more floats
+  // than dY. Not ResNet's 7 × 7 stem (147 rows against 64 channels): its cols, 2.3 times dY, raised the
+  // ResNet-18 full step's peak RSS by 120–150 MB (1044 → 1164–1193 MB) for 10 ms of its 1150 (2 threads;
+  // 40 of 2000 on 1); a variant that split cols by input channel (not kept) ran three thin products, 50 ms
+  // against the Conv's 39 (2 threads, bench/finetune/probe-profile.ts)
+  if (dense && g.C < SMALL_CHANNELS && imageIm2colFits(g) && g.sh <= 2 && g.C * g.kh * g.kw <= g.O) return 'imageIm2col';
   if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.OH * g.OW <= IM2COL_MAX_POSITIONS) return 'im2col';
   // Stride 1 above that: the taps' rows gathered rather than sliced (see dwTapGather): ResNet-18 full step
   // on 2 threads 1219 → 1170 ms (medians of three alternating runs), 1 thread unchanged (2003 vs 2022 ms);
@@ -475,16 +478,6 @@ function dwTapMatMul(ctx: RuleContext, g: ConvGeometry): string {
 }
 
 /**
- * Depthwise weight gradients at stride 1, per tap a product with dY summed over batch and positions:
- *   dW[c, 0, i, j] = Σ_{n, y, x} dY[n, c, y, x] · X[n, c, y + i·dh − pt, x + j·dw − pl]
- * Kernel row i reads X's rows shifted by i·dh − pt (one row Gather, which onnxruntime runs on every
- * thread, reading a zero row where the shift leaves the image) at X's own width; kernel column j shifts
- * dY's columns by j·dw − pl instead (one Pad of dY; negative pads crop). That replaces a Pad and nine
- * Slices of X — copies onnxruntime makes on one thread — by a Concat (the zero row), kh Gathers and at
- * most kw Pads. MobileNetV2 full step on 2 threads: 754 → 736 and 725 → 698 ms (medians of 16 alternating
- * pairs in one process), 1 thread unchanged (999 vs 1002 ms); peak RSS unchanged.
- */
-/**
  * Weight gradients as one product per image, X's whole im2col matrix against dY as it is:
  *   dW[o, (c, i, j)] = Σ_n Σ_p dY[n, o, p] · cols[n, (c, i, j), p],  cols[n, (c, i, j), (y, x)] = X_pad[n, c, s·y + i, s·x + j]
  * cols comes from one row Gather: X (padded) is split into its s × s parity planes by SpaceToDepth, so tap
@@ -493,9 +486,10 @@ function dwTapMatMul(ctx: RuleContext, g: ConvGeometry): string {
  * whole rows of one window. No copy of dY, whose N·O·P floats dwarf X's when C is small.
  * For small C only (RGB stems): cols holds C·kh·kw copies of the output grid, and per-image products
  * would be small matrices for deep layers. 2 threads, batch 16 (bench/finetune/tune-conv.ts, CPU ms):
- * ResNet-18's 7 × 7 stem 90.8 → 70.4 (batch-as-channels before), MobileNetV2's 3 × 3 stem 50.2 → 16.4
- * (per-tap Gemms before, whose [O, K] × [K, 3] products re-read dY nine times); 1 thread 91 → 60 and
- * 47 → 14. The product runs at the GEMM's full speed (ResNet's: 3.8 GFLOP in 19 ms on 2 threads).
+ * MobileNetV2's 3 × 3 stem 50.2 → 16.4 (per-tap Gemms before, whose [O, K] × [K, 3] products re-read dY
+ * nine times), 1 thread 47 → 14; ResNet-18's 7 × 7 stem 90.8 → 70.4 against its batch-as-channels Conv
+ * (1 thread 91 → 60), its product at the GEMM's full speed (3.8 GFLOP in 19 ms on 2 threads), but see
+ * chooseDw for why 'auto' leaves that stem alone.
  */
 function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
   const { b, node } = ctx;
@@ -534,6 +528,16 @@ function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
   return b.op('Reshape', [b.op('Transpose', [summed], { perm: [1, 0] }), b.i64([g.O, g.C, g.kh, g.kw])]);
 }
 
+/**
+ * Depthwise weight gradients at stride 1, per tap a product with dY summed over batch and positions:
+ *   dW[c, 0, i, j] = Σ_{n, y, x} dY[n, c, y, x] · X[n, c, y + i·dh − pt, x + j·dw − pl]
+ * Kernel row i reads X's rows shifted by i·dh − pt (one row Gather, which onnxruntime runs on every
+ * thread, reading a zero row where the shift leaves the image) at X's own width; kernel column j shifts
+ * dY's columns by j·dw − pl instead (one Pad of dY; negative pads crop). That replaces a Pad and nine
+ * Slices of X — copies onnxruntime makes on one thread — by a Concat (the zero row), kh Gathers and at
+ * most kw Pads. MobileNetV2 full step on 2 threads: 754 → 736 and 725 → 698 ms (medians of 16 alternating
+ * pairs in one process), 1 thread unchanged (999 vs 1002 ms); peak RSS unchanged.
+ */
 function depthwiseTaps(ctx: RuleContext, g: ConvGeometry): string[] {
   const { b, node } = ctx;
   const x = node.inputs[0];
