@@ -40,8 +40,8 @@ export const VARIANTS: Record<string, Variant> = {
   dwIm2col: { grad: { convDw: 'im2col' } },
   dwTapReduce: { grad: { convDw: 'tapReduce' } },
   dwTapMatMul: { grad: { convDw: 'tapMatMul' } },
-  // ResNet-18's stem on the per-image im2col products 'auto' leaves it out of; MobileNetV2's on its old per-tap Gemms
-  stemIm2col: { grad: { perNode: { '/conv1/Conv': { convDw: 'imageIm2col' } } } },
+  // the RGB stems' weight gradients as before dwImageIm2col: ResNet-18's batch-as-channels Conv, MobileNetV2's per-tap Gemms
+  stemBatch: { grad: { perNode: { '/conv1/Conv': { convDw: 'batchAsChannels' } } } },
   stemTaps: { grad: { perNode: { '/features/features.0/features.0.0/Conv': { convDw: 'tapGemm' } } } },
 };
 

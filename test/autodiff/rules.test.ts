@@ -152,6 +152,8 @@ describe('convolution', () => {
     { name: '3×3 s1 p1 on a large map (row gathers per kernel row)', x: [1, 8, 160, 160], w: [8, 8, 3, 3], attrs: { pads: [1, 1, 1, 1] } },
     // batch-as-channels as two groups over the batch's halves (odd channel count), with an odd batch
     { name: '5×5 s2 p2, one channel, batch of 3', x: [3, 1, 12, 9], w: [4, 1, 5, 5], attrs: { strides: [2, 2], pads: [2, 2, 2, 2] } },
+    // imageIm2col's image chunks (27 taps against 20 filters: 3 chunks), uneven over a batch of 5
+    { name: '3×3 s2 p1, batch of 5, more taps than filters', x: [5, 3, 8, 8], w: [20, 3, 3, 3], attrs: { strides: [2, 2], pads: [1, 1, 1, 1] } },
     // stride 3: three parity planes per axis, sizes padded up to multiples of 3
     { name: '5×5 s3 p2, rectangular', x: [2, 3, 11, 10], w: [4, 3, 5, 5], attrs: { strides: [3, 3], pads: [2, 2, 2, 2] } },
     { name: '3×3 dilation 2', x: [2, 3, 9, 9], w: [4, 3, 3, 3], attrs: { dilations: [2, 2], pads: [2, 2, 2, 2] } },
@@ -182,8 +184,9 @@ describe('convolution', () => {
     expect(chooseDw(geom(128, 256, 3, 2, 28), 'auto')).toBe('tapGather'); // stride 2: rows of the parity planes
     expect(chooseDw(geom(128, 256, 3, 2, 27), 'auto')).toBe('tapGemm'); // odd size: no parity planes
     expect(chooseDw(geom(3, 32, 3, 2, 224), 'auto')).toBe('imageIm2col'); // RGB stems: X's im2col against dY as it is
+    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('imageIm2col'); // ResNet's: in chunks of images
     expect(chooseDw(geom(1, 32, 3, 1, 112), 'auto')).toBe('imageIm2col');
-    expect(chooseDw(geom(3, 64, 7, 2, 224), 'auto')).toBe('batchAsChannels'); // ResNet's stem: cols would be 2.3 times dY
+    expect(chooseDw(geom(3, 8, 7, 2, 224), 'auto')).toBe('batchAsChannels'); // cols would be 18 times dY
     expect(chooseDw(geom(3, 32, 3, 3, 224), 'auto')).toBe('tapGemm');
     expect(chooseDw(geom(512, 512, 3, 1, 7), 'auto')).toBe('im2col'); // 7×7 maps: one Gemm over the taps
     expect(chooseDw(geom(256, 512, 3, 2, 14), 'auto')).toBe('im2col');

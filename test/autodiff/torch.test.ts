@@ -8,6 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { buildTrainStep, type TrainStep } from '../../src/autodiff/train-step.js';
+import type { Graph } from '../../src/graph/graph.js';
+import type { Node } from '../../src/graph/ir.js';
 import { lowerConvsToNchwc, NCHWC_DOMAIN } from '../../src/graph/nchwc.js';
 import { constantOf } from '../../src/graph/surgery.js';
 import { modelToBytes } from '../../src/graph/serialize.js';
@@ -103,6 +105,13 @@ describe('the same, with convs on ORT\'s blocked NCHWc kernels (as graft train c
   }
 });
 
+/** Rows per image of a product's left operand when it is a Reshape to [n, rows, P] (dwImageIm2col's cols). */
+function colsRows(g: Graph, producer: ReadonlyMap<string, Node>, v: string): number | undefined {
+  const p = producer.get(v);
+  const shape = p?.opType === 'Reshape' ? constantOf(g, p.inputs[1], producer) : undefined;
+  return shape && shape.dims[0] === 3 ? Number(toNumbers(shape)[1]) : undefined;
+}
+
 describe('mobilenet_v2: the stem', () => {
   it("its weight gradient is one product per image of X's im2col rows (one row Gather) and dY as it is", () => {
     // the rule's dwImageIm2col: a silent fallback to the per-tap Gemms would only show in bench/
@@ -111,12 +120,8 @@ describe('mobilenet_v2: the stem', () => {
     const { producer } = g.index();
     const op = (v: string) => producer.get(v)?.opType;
     const read = (v: string) => producer.get(v)!.inputs[0]; // the value a Reshape or Transpose reads
-    const colsShape = (v: string) => {
-      const shape = op(v) === 'Reshape' ? constantOf(g, producer.get(v)!.inputs[1], producer) : undefined;
-      return shape ? toNumbers(shape).join() : '';
-    };
-    // cols [N, 3·3·3, P]: the stem's 27 rows per image
-    const products = g.nodes.filter((n) => n.opType === 'MatMul' && colsShape(n.inputs[0]) === '0,27,-1');
+    // cols [N, 3·3·3, P]: the stem's 27 rows per image, all images at once
+    const products = g.nodes.filter((n) => n.opType === 'MatMul' && colsRows(g, producer, n.inputs[0]) === 27);
     expect(products).toHaveLength(1);
     const [cols, dyT] = products[0].inputs;
     expect(op(read(cols))).toBe('Gather');
@@ -127,16 +132,20 @@ describe('mobilenet_v2: the stem', () => {
 });
 
 describe('resnet18: the other cases', () => {
-  it("the stem's weight gradient is one Conv of two groups over the batch's halves, fed by row Gathers", () => {
-    // onnxruntime splits a plain Conv's threads over (image, group) pairs: Xᵀ's 3 images alone leave a
-    // thread idle for the third (the rule's dwBatchHalvesConv); a silent fallback would only show in bench/
+  it("the stem's weight gradient is per-image products of X's im2col rows and dY, in chunks of images", () => {
+    // the rule's dwImageIm2col: its cols (147 rows per image, 2.3 times dY) taken a few images at a time, each
+    // chunk's dY a Gather of its images; a silent fallback to another form would only show in bench/
     const f = loadTorchFixture('resnet18');
     const g = buildTrainStep(f.model, { trainable: trainableOf(f) }).model.graph;
     const { producer } = g.index();
-    const halves = g.nodes.filter((n) => n.opType === 'Conv' && n.int('group', 1) === 2);
-    expect(halves).toHaveLength(1);
-    const viewOf = (v: string) => producer.get(producer.get(v)!.inputs[0])?.opType; // through the Reshape
-    expect(halves[0].inputs.map(viewOf)).toEqual(['Gather', 'Gather']);
+    const op = (v: string) => producer.get(v)?.opType;
+    const read = (v: string) => producer.get(v)!.inputs[0];
+    const products = g.nodes.filter((n) => n.opType === 'MatMul' && colsRows(g, producer, n.inputs[0]) === 147);
+    expect(products).toHaveLength(5);
+    for (const p of products) {
+      expect(op(read(p.inputs[0]))).toBe('Gather');
+      expect(op(read(p.inputs[1]))).toBe('Gather'); // the chunk's images of dY, not a transposed copy
+    }
   });
 
   it('label smoothing 0.1', async () => {

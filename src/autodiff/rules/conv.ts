@@ -101,6 +101,9 @@ const MAX_ROW_STACK_PER_IMAGE = 64 * 3 * 56 * 56;
 /** Input channels below which a conv counts as a stem (RGB, grey): its dY holds many times X's floats. */
 const SMALL_CHANNELS = 16;
 
+/** Chunks of images dwImageIm2col splits the batch into at most (when its cols would outgrow dY). */
+const MAX_IMAGE_CHUNKS = 8;
+
 /** Whether dwImageIm2col handles this conv: equal strides in both axes, no dilation. */
 const imageIm2colFits = (g: ConvGeometry): boolean => g.sh === g.sw && g.dh === 1 && g.dw === 1;
 
@@ -117,12 +120,9 @@ export function chooseDw(g: ConvGeometry, requested: ConvDwMethod): Exclude<Conv
   // taps are unit-step slices (MobileNetV2 full step 1.18 s vs 1.34 s), batch-as-channels elsewhere
   // — except on small maps (ResNet's 7×7 stage), where one Gemm over the concatenated taps beats nine:
   // last-stage step on 2 threads 252 → 239 ms, 1 thread 418 → 414 ms (no change on the 14×14 and larger)
-  // RGB and grey stems: X's im2col rows against dY per image (dwImageIm2col), where cols holds no more floats
-  // than dY. Not ResNet's 7 × 7 stem (147 rows against 64 channels): its cols, 2.3 times dY, raised the
-  // ResNet-18 full step's peak RSS by 120–150 MB (1044 → 1164–1193 MB) for 10 ms of its 1150 (2 threads;
-  // 40 of 2000 on 1); a variant that split cols by input channel (not kept) ran three thin products, 50 ms
-  // against the Conv's 39 (2 threads, bench/finetune/probe-profile.ts)
-  if (dense && g.C < SMALL_CHANNELS && imageIm2colFits(g) && g.sh <= 2 && g.C * g.kh * g.kw <= g.O) return 'imageIm2col';
+  // RGB and grey stems: X's im2col rows against dY per image (dwImageIm2col), while cols holds at most four
+  // times dY's floats (ResNet's 7 × 7 stem: 2.3 times, taken in chunks of images)
+  if (dense && g.C < SMALL_CHANNELS && imageIm2colFits(g) && g.sh <= 2 && g.C * g.kh * g.kw <= 4 * g.O) return 'imageIm2col';
   if (dense && g.kh * g.kw > 1 && g.kh * g.kw <= 9 && g.OH * g.OW <= IM2COL_MAX_POSITIONS) return 'im2col';
   // Stride 1 above that: the taps' rows gathered rather than sliced (see dwTapGather): ResNet-18 full step
   // on 2 threads 1219 → 1170 ms (medians of three alternating runs), 1 thread unchanged (2003 vs 2022 ms);
@@ -488,8 +488,7 @@ function dwTapMatMul(ctx: RuleContext, g: ConvGeometry): string {
  * would be small matrices for deep layers. 2 threads, batch 16 (bench/finetune/tune-conv.ts, CPU ms):
  * MobileNetV2's 3 × 3 stem 50.2 → 16.4 (per-tap Gemms before, whose [O, K] × [K, 3] products re-read dY
  * nine times), 1 thread 47 → 14; ResNet-18's 7 × 7 stem 90.8 → 70.4 against its batch-as-channels Conv
- * (1 thread 91 → 60), its product at the GEMM's full speed (3.8 GFLOP in 19 ms on 2 threads), but see
- * chooseDw for why 'auto' leaves that stem alone.
+ * (1 thread 91 → 60), its products at the GEMM's full speed (3.8 GFLOP in 19 ms on 2 threads).
  */
 function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
   const { b, node } = ctx;
@@ -508,6 +507,7 @@ function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
   const shifted = windows.length === 1 ? windows[0] : b.op('Concat', windows, { axis: 1 }); // [N, offsets·s²·C, Hs, OW]
   const rows = b.op('Reshape', [shifted, b.i64([-1, g.OW])]);
   const CK = g.C * g.kh * g.kw;
+  const perImage = offsets * s * s * g.C * Hs; // rows
   // row of image 0 for every (c, i, j) and output row y, as [1, CK, OH]; the batch offset is added at run time
   const base = b.shared(`image-im2col:${g.C}x${Hs}x${g.OW}:${g.kh}x${g.kw}:${s}:${g.OH}`, () =>
     int64([1, CK, g.OH], Array.from({ length: CK * g.OH }, (_, k) => {
@@ -518,13 +518,35 @@ function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
     })),
   );
   const n = b.op('Gather', [ctx.shapeOf(node.inputs[0]), b.i64Scalar(0)]);
-  const imageStart = b.op('Reshape', [batchOffsets(b, n, offsets * s * s * g.C * Hs), b.i64([-1, 1, 1])]); // [N, 1, 1]
-  const cols = b.op('Reshape', [b.op('Gather', [rows, b.op('Add', [base, imageStart])], { axis: 0 }), b.i64([0, CK, -1])]); // [N, CK, P]
-  // cols on the left: the GEMM streams its left operand and packs its right one, here dY's smaller [P, O]
-  // (dY on the left: ResNet's stem 24.2 ms instead of 18.9 on 2 threads); ORT fuses the transpose into it
-  const dYm = b.op('Reshape', [ctx.dY()!, b.i64([0, g.O, -1])]); // [N, O, P]
-  const products = b.op('MatMul', [cols, b.op('Transpose', [dYm], { perm: [0, 2, 1] })]); // [N, CK, O]
-  const summed = b.op('ReduceSum', [products, b.i64([0])], { keepdims: 0 });
+  let dYm: string | undefined;
+  const dYAll = () => (dYm ??= b.op('Reshape', [ctx.dY()!, b.i64([0, g.O, -1])])); // [N, O, P]
+  /** The products over images `images` ([n] int64), or over all of them: [CK, O]. */
+  const product = (images?: string): string => {
+    const starts = images ? b.op('Mul', [images, b.i64Scalar(perImage)]) : batchOffsets(b, n, perImage);
+    const imageStart = b.op('Reshape', [starts, b.i64([-1, 1, 1])]); // [n, 1, 1]
+    const cols = b.op('Reshape', [b.op('Gather', [rows, b.op('Add', [base, imageStart])], { axis: 0 }), b.i64([-1, CK, g.OH * g.OW])]); // [n, CK, P]; n may be 0
+    const dy = images ? b.op('Gather', [dYAll(), images], { axis: 0 }) : dYAll();
+    // cols on the left: the GEMM streams its left operand and packs its right one, here dY's smaller [P, O]
+    // (dY on the left: ResNet's stem 24.2 ms instead of 18.9 on 2 threads); ORT fuses the transpose into it
+    const products = b.op('MatMul', [cols, b.op('Transpose', [dy], { perm: [0, 2, 1] })]); // [n, CK, O]
+    return b.op('ReduceSum', [products, b.i64([0])], { keepdims: 0 });
+  };
+  // cols larger than dY (ResNet's 7 × 7 stem: 147 rows against 64 channels, 2.3 times) goes chunk by chunk of
+  // images, each chunk's cols at most half dY's size, emitted one after the other so that onnxruntime frees
+  // each before it gathers the next: all at once raised the ResNet-18 step's peak RSS from 1044 to
+  // 1164–1193 MB, in 5 chunks it stays at 1040–1058 (bench/run.ts finetune). A chunk copies its images' dY
+  // (a Gather, on every thread: 0.8 ms per 4 images), and chunks past a small batch are empty. Splitting
+  // cols by input channel instead (not kept) made three thin products slower than the batch-as-channels
+  // Conv: 50 ms against 39 (2 threads, bench/finetune/probe-profile.ts)
+  const chunks = CK <= g.O ? 1 : Math.min(MAX_IMAGE_CHUNKS, Math.ceil((2 * CK) / g.O));
+  let summed: string;
+  if (chunks === 1) summed = product();
+  else {
+    const size = b.op('Div', [b.op('Add', [n, b.i64Scalar(chunks - 1)]), b.i64Scalar(chunks)]); // ⌈N / chunks⌉
+    const bound = (k: number) => b.op('Min', [b.op('Mul', [size, b.i64Scalar(k)]), n]);
+    const parts = Array.from({ length: chunks }, (_, k) => product(b.op('Range', [bound(k), bound(k + 1), b.i64Scalar(1)])));
+    summed = b.op('Sum', parts);
+  }
   return b.op('Reshape', [b.op('Transpose', [summed], { perm: [1, 0] }), b.i64([g.O, g.C, g.kh, g.kw])]);
 }
 
