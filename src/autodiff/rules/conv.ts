@@ -327,6 +327,11 @@ function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
   return b.op('Reshape', [offsets, b.i64([1, -1, 1])]);
 }
 
+/** The conv input's batch size at run time (a scalar): the batch stays symbolic in the step graphs. */
+function batchSize(ctx: RuleContext): string {
+  return ctx.b.op('Gather', [ctx.shapeOf(ctx.node.inputs[0]), ctx.b.i64Scalar(0)]);
+}
+
 /**
  * A tensor as rows of `width` values for row Gathers, plus one zero row at the end that rows outside the
  * image read: `imageStart` is each image's first row ([1, N, 1]) and `zeroRow` the zero row's index, both
@@ -334,7 +339,7 @@ function batchOffsets(b: GraphBuilder, n: string, stride: number): string {
  */
 function gatherableRows(ctx: RuleContext, v: string, width: number, rowsPerImage: number): { n: string; rows: string; imageStart: string; zeroRow: string } {
   const { b } = ctx;
-  const n = b.op('Gather', [ctx.shapeOf(ctx.node.inputs[0]), b.i64Scalar(0)]);
+  const n = batchSize(ctx);
   const rows = b.op('Concat', [b.op('Reshape', [v, b.i64([-1, width])]), b.shared(`zero-row:${width}`, () => float32([1, width]))], { axis: 0 });
   return { n, rows, imageStart: batchOffsets(b, n, rowsPerImage), zeroRow: b.op('Mul', [n, b.i64Scalar(rowsPerImage)]) };
 }
@@ -483,12 +488,14 @@ function dwTapMatMul(ctx: RuleContext, g: ConvGeometry): string {
  * cols comes from one row Gather: X (padded) is split into its s × s parity planes by SpaceToDepth, so tap
  * (i, j) reads plane (i mod s, j mod s) from row ⌊i/s⌋ and column ⌊j/s⌋ on; the few column offsets are
  * cut once each as a window of every plane (Slices, concatenated), after which each tap's rows are
- * whole rows of one window. No copy of dY, whose N·O·P floats dwarf X's when C is small.
+ * whole rows of one window. dY is read as it is, [N, O, P], with no transposed copy (whose N·O·P floats
+ * dwarf X's when C is small); only where cols would outgrow dY, chunks of images gather their part of it.
  * For small C only (RGB stems): cols holds C·kh·kw copies of the output grid, and per-image products
  * would be small matrices for deep layers. 2 threads, batch 16 (bench/finetune/tune-conv.ts, CPU ms):
  * MobileNetV2's 3 × 3 stem 50.2 → 16.4 (per-tap Gemms before, whose [O, K] × [K, 3] products re-read dY
  * nine times), 1 thread 47 → 14; ResNet-18's 7 × 7 stem 90.8 → 70.4 against its batch-as-channels Conv
- * (1 thread 91 → 60), its products at the GEMM's full speed (3.8 GFLOP in 19 ms on 2 threads).
+ * (1 thread 91 → 60, both with cols whole), its products at the GEMM's full speed (3.8 GFLOP in 19 ms on
+ * 2 threads); in chunks, the ResNet-18 full step (step-time.ts) 1086 → 1074 ms on 2 threads, 1978 → 1899 on 1.
  */
 function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
   const { b, node } = ctx;
@@ -517,7 +524,7 @@ function dwImageIm2col(ctx: RuleContext, g: ConvGeometry): string {
       return channel * Hs + Math.floor(i / s) + y;
     })),
   );
-  const n = b.op('Gather', [ctx.shapeOf(node.inputs[0]), b.i64Scalar(0)]);
+  const n = batchSize(ctx);
   let dYm: string | undefined;
   const dYAll = () => (dYm ??= b.op('Reshape', [ctx.dY()!, b.i64([0, g.O, -1])])); // [N, O, P]
   /** The products over images `images` ([n] int64), or over all of them: [CK, O]. */
