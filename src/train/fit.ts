@@ -9,7 +9,7 @@ import type { Tensor } from '../onnx/tensor.js';
 import type { TaskHandle } from '../runtime/index.js';
 import type { EpochRecord } from './metrics-json.js';
 import type { Progress } from './checkpoint.js';
-import type { StepResult, TrainerState } from './trainer.task.js';
+import type { RestoreArgs, StepResult, TrainerState } from './trainer.task.js';
 
 export interface TrainBatch {
   data: Tensor;
@@ -39,7 +39,7 @@ export interface TrainerMethods {
   evaluate(args: { data: Tensor }): Float32Array;
   state(): TrainerState;
   /** Without `optimizer`, only the weights are replaced; `best` sets the best weights. Returns the optimizer's step count. */
-  restore(s: Pick<TrainerState, 'weights'> & Partial<Pick<TrainerState, 'optimizer'>> & { best?: Record<string, Float32Array> }): number;
+  restore(s: RestoreArgs): number;
   /** The current weights become the best so far (kept in the worker). */
   keepBest(): void;
   /** The best weights become the current ones. */

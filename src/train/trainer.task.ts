@@ -65,6 +65,9 @@ export interface TrainerState {
   optimizer: OptimizerState;
 }
 
+/** What restore takes: the weights, and when given the optimizer's state and the best weights so far. */
+export type RestoreArgs = Pick<TrainerState, 'weights'> & Partial<Pick<TrainerState, 'optimizer'>> & { best?: Record<string, Float32Array> };
+
 /**
  * Trainable weights, their gradients and the optimizer's state share one WebAssembly memory, where the
  * SIMD kernels update them in place (room for weight, gradient and two moment buffers each): the
@@ -203,7 +206,7 @@ export default defineTask(async (init: TrainerInit, ctx: TaskContext) => {
      * Restores a checkpoint taken with state(), or only weights (the optimizer state left as is), and
      * the best weights so far when given.
      */
-    restore(s: Pick<TrainerState, 'weights'> & Partial<Pick<TrainerState, 'optimizer'>> & { best?: Record<string, Float32Array> }) {
+    restore(s: RestoreArgs) {
       const fits = (k: string, v: Float32Array) => {
         const w = weights.get(k);
         if (!w || w.length !== v.length) throw new GraftError('CHECKPOINT_INVALID', `the checkpoint's weight ${k} does not fit this model.`);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { EvalStep, TrainStep } from '../autodiff/train-step.js';
 import type { Graph } from '../graph/graph.js';
 import { modelToBytes } from '../graph/serialize.js';
-import type { TrainerInit, TrainerState, TrainerStepSpec } from './trainer.task.js';
+import type { RestoreArgs, TrainerInit, TrainerStepSpec } from './trainer.task.js';
 
 /** The trainer task module next to this one (.ts when running from sources, .js when built). */
 export const TRAINER_TASK = new URL(`./trainer.task${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -43,7 +43,7 @@ export function trainerInitTransfer(init: TrainerInit): ArrayBuffer[] {
  * copies are garbage then, and moved they are gone at once instead of waiting for the collector. Only
  * buffers an array owns whole, as trainerInitTransfer.
  */
-export function restoreTransfer(s: Partial<TrainerState> & { best?: Record<string, Float32Array> }): ArrayBuffer[] {
+export function restoreTransfer(s: RestoreArgs): ArrayBuffer[] {
   return ownBuffers([...Object.values(s.weights ?? {}), ...Object.values(s.optimizer?.buffers ?? {}).flatMap((b) => Object.values(b)), ...Object.values(s.best ?? {})]);
 }
 
