@@ -14,7 +14,7 @@ import { toInt64 } from '../../src/train/fit.js';
 import { compiledSteps, TRAINER_TASK, trainerInitTransfer, weightCopies } from '../../src/train/trainer.js';
 import type { TrainerInit } from '../../src/train/trainer.task.js';
 import { fill } from '../../test/fixtures/prng.js';
-import { emit, round, timedLoop, type LoopOptions } from '../lib/measure.js';
+import { emit, lockstepLoop, round, timedLoop, type LoopOptions } from '../lib/measure.js';
 import { finetuneModel, type TorchModel, type TrainConfig } from '../lib/models.js';
 
 export interface StepArgs extends LoopOptions {
@@ -34,6 +34,8 @@ export interface StepArgs extends LoopOptions {
   replicas?: number;
   /** Probe: ORT's intra-op threads spin between parallel sections (Runtime's `spin`), as PyTorch's OpenMP threads do. */
   spin?: boolean;
+  /** One timed step per `step` line on stdin (measure.ts lockstepLoop; bench/finetune/paired.ts). */
+  lockstep?: boolean;
 }
 
 export async function measureStep(a: StepArgs): Promise<void> {
@@ -89,7 +91,8 @@ async function measureWith(runtime: Runtime, a: StepArgs): Promise<void> {
   // loader decodes it.
   const fresh = () => trainers.map(() => ({ ...data, data: data.data.slice() }));
   let next = fresh();
-  const r = await timedLoop(
+  const loop = a.lockstep ? lockstepLoop : timedLoop;
+  const r = await loop(
     async () => {
       const batches = next;
       const pending = Promise.all(trainers.map((t, i) => t.call('step', { data: batches[i], labels, step: k }, [batches[i].data.buffer as ArrayBuffer])));

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
+import { createInterface } from 'node:readline';
 
 export interface LoopOptions {
   warmup: number;
@@ -40,6 +41,28 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** P(X ≤ k) for X ~ Binomial(n, 1/2). */
+function binomialHalfCdf(k: number, n: number): number {
+  let term = 0.5 ** n; // C(n, 0) / 2^n
+  let sum = term;
+  for (let i = 1; i <= k; i++) {
+    term = (term * (n - i + 1)) / i;
+    sum += term;
+  }
+  return sum;
+}
+
+/**
+ * A 95 % confidence interval for the median from order statistics: [x₍ₗ₎, x₍ₙ₊₁₋ₗ₎] with the largest l such
+ * that P(Binomial(n, ½) ≤ l − 1) ≤ 2.5 %. Needs n ≥ 6.
+ */
+export function medianInterval(xs: readonly number[]): [number, number] | undefined {
+  const s = [...xs].sort((a, b) => a - b);
+  let l = 0;
+  while (binomialHalfCdf(l, s.length) <= 0.025) l++;
+  return l === 0 ? undefined : [s[l - 1], s[s.length - l]];
+}
+
 /** (total, idle) jiffies of the whole machine. */
 export function procStat(): [number, number] {
   const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -70,21 +93,53 @@ export class Span {
   }
 }
 
-/** common.timed_loop: warm up, then time iterations one by one (wall and process CPU). */
-export async function timedLoop(fn: () => Promise<unknown>, batch: number, o: LoopOptions): Promise<LoopStats> {
-  for (let i = 0; i < o.warmup; i++) await fn();
-  const wall: number[] = [];
-  const cpu: number[] = [];
-  const span = new Span();
-  const end = performance.now() + o.maxSeconds * 1000;
-  while (wall.length < o.iters && (wall.length < 3 || performance.now() < end)) {
+/** Per-iteration wall and process CPU seconds. */
+class IterationTimes {
+  readonly wall: number[] = [];
+  readonly cpu: number[] = [];
+
+  async time(fn: () => Promise<unknown>): Promise<{ wall_ms: number; cpu_ms: number }> {
     const w = performance.now();
     const c = cpuSeconds();
     await fn();
-    cpu.push(cpuSeconds() - c);
-    wall.push((performance.now() - w) / 1000);
+    this.cpu.push(cpuSeconds() - c);
+    this.wall.push((performance.now() - w) / 1000);
+    return { wall_ms: round(this.wall.at(-1)! * 1e3), cpu_ms: round(this.cpu.at(-1)! * 1e3) };
   }
-  const s = span.end();
+}
+
+/** common.timed_loop: warm up, then time iterations one by one (wall and process CPU). */
+export async function timedLoop(fn: () => Promise<unknown>, batch: number, o: LoopOptions): Promise<LoopStats> {
+  for (let i = 0; i < o.warmup; i++) await fn();
+  const t = new IterationTimes();
+  const span = new Span();
+  const end = performance.now() + o.maxSeconds * 1000;
+  while (t.wall.length < o.iters && (t.wall.length < 3 || performance.now() < end)) await t.time(fn);
+  return loopStats(t, span.end(), batch);
+}
+
+/**
+ * common.lockstep_loop: warm up, print `{"ready":true}`, then time one iteration per `step` line on stdin,
+ * answering each with `{"step":i,"wall_ms":…,"cpu_ms":…}`, until `end` or the end of stdin.
+ * bench/finetune/paired.ts drives a graft and a PyTorch process this way, step for step, so both see the
+ * machine as it is in the same second rather than in different minutes.
+ */
+export async function lockstepLoop(fn: () => Promise<unknown>, batch: number, o: Pick<LoopOptions, 'warmup'>): Promise<LoopStats> {
+  for (let i = 0; i < o.warmup; i++) await fn();
+  const t = new IterationTimes();
+  const span = new Span();
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() !== 'step') break;
+    const times = await t.time(fn);
+    process.stdout.write(JSON.stringify({ step: t.wall.length, ...times }) + '\n');
+  }
+  if (t.wall.length === 0) throw new Error('lockstep: no step was asked for');
+  return loopStats(t, span.end(), batch);
+}
+
+function loopStats(t: IterationTimes, s: ReturnType<Span['end']>, batch: number): LoopStats {
+  const { wall, cpu } = t;
   const med = median(wall);
   const cmed = median(cpu);
   return {

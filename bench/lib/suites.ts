@@ -232,7 +232,7 @@ export const headSuite: Suite = {
 
 // ---------------------------------------------------------------------------------------------------------
 
-interface TrainRow {
+export interface TrainRow {
   model: 'resnet18' | 'mobilenet_v2';
   config: TrainConfig;
   bn: 'frozen' | 'train';
@@ -240,7 +240,7 @@ interface TrainRow {
   target?: string;
 }
 
-const TRAIN_ROWS: TrainRow[] = [
+export const TRAIN_ROWS: readonly TrainRow[] = [
   { model: 'resnet18', config: 'full', bn: 'frozen', torchConfig: 'full-bneval', target: '≥ 1.0×' },
   { model: 'resnet18', config: 'last-stage', bn: 'frozen', torchConfig: 'last-stage', target: '≥ 2×' },
   { model: 'resnet18', config: 'last-stage-cached', bn: 'frozen', torchConfig: 'last-stage', target: '≥ 2×' },
@@ -248,6 +248,18 @@ const TRAIN_ROWS: TrainRow[] = [
   { model: 'resnet18', config: 'full', bn: 'train', torchConfig: 'full-bntrain' },
   { model: 'mobilenet_v2', config: 'full', bn: 'frozen', torchConfig: 'full-bneval', target: '≥ 1.0×' },
 ];
+
+/** Both sides of a fine-tuning row; `lockstep`: one step per `step` line on stdin (bench/finetune/paired.ts). */
+export function trainSides(r: TrainRow, threads: number, t: { warmup: number; iters: number; maxSeconds: number }, lockstep = false): Required<Pick<Job, 'graft' | 'torch'>> {
+  return {
+    graft: graftSide({ kind: 'train', model: r.model, config: r.config, batchNorm: r.bn, batch: 16, threads, size: 224, classes: 10, ...t, ...(lockstep ? { lockstep } : {}) }),
+    torch: torchSide(
+      'torch/train.py',
+      ['--one', '--model', r.model, '--config', r.torchConfig, '--batch', 16, '--threads', threads, '--classes', 10, '--optimizer', 'adamw', ...pyTiming(t), ...(lockstep ? ['--lockstep'] : [])],
+      threads,
+    ),
+  };
+}
 
 export const finetuneSuite: Suite = {
   name: 'finetune',
@@ -260,12 +272,7 @@ export const finetuneSuite: Suite = {
         jobs.push({
           key: `train ${r.model} ${r.config} bn-${r.bn} t${threads}`,
           label: { model: r.model, trainable: r.config === 'last-stage-cached' ? 'last-stage, prefix cached' : r.config, BN: r.bn === 'frozen' ? 'frozen (eval)' : 'batch stats (train)', threads, target: r.target ?? '' },
-          graft: graftSide({ kind: 'train', model: r.model, config: r.config, batchNorm: r.bn, batch: 16, threads, size: 224, classes: 10, ...t }),
-          torch: torchSide(
-            'torch/train.py',
-            ['--one', '--model', r.model, '--config', r.torchConfig, '--batch', 16, '--threads', threads, '--classes', 10, '--optimizer', 'adamw', ...pyTiming(t)],
-            threads,
-          ),
+          ...trainSides(r, threads, t),
         });
       }
     }

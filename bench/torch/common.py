@@ -97,6 +97,25 @@ def timed_loop(fn, batch, warmup, iters, max_seconds):
     return t.result(batch)
 
 
+def lockstep_loop(fn, batch, warmup):
+    """Warm up, print {"ready": true}, then time one iteration per `step` line on stdin, answering each with
+    {"step": i, "wall_ms": ..., "cpu_ms": ...}, until `end` or the end of stdin. bench/finetune/paired.ts drives
+    a graft and a PyTorch process this way, step for step (graft's side: bench/lib/measure.ts lockstepLoop)."""
+    for _ in range(warmup):
+        fn()
+    t = Timer()
+    print(json.dumps(dict(ready=True)), flush=True)
+    with t:
+        for line in sys.stdin:
+            if line.strip() != 'step':
+                break
+            t.step(fn)
+            print(json.dumps(dict(step=len(t.wall), wall_ms=round(t.wall[-1] * 1e3, 2), cpu_ms=round(t.cpu[-1] * 1e3, 2))), flush=True)
+    if not t.wall:
+        raise SystemExit('lockstep: no step was asked for')
+    return t.result(batch)
+
+
 def interleave(probes, rounds):
     """Times every probe `rounds` times, interleaved (A B A B ...) after one untimed call each, for probes too
     short for a loop of their own: {name: (median wall ms, median CPU ms)}."""

@@ -63,7 +63,7 @@ def measure(a):
         opt.step()
         losses.append(loss.item())
 
-    r = common.timed_loop(step, a.batch, a.warmup, a.iters, a.max_seconds)
+    r = common.lockstep_loop(step, a.batch, a.warmup) if a.lockstep else common.timed_loop(step, a.batch, a.warmup, a.iters, a.max_seconds)
     common.emit(dict(bench='train', framework='torch', model=a.model, config=a.config, batch=a.batch, size=a.size,
                      classes=a.classes, threads=a.threads, optimizer=a.optimizer, trainable_params=sum(p.numel() for p in params),
                      first_loss=round(losses[0], 4), last_loss=round(losses[-1], 4), **r))
@@ -78,6 +78,7 @@ def main():
     ap.add_argument('--classes', type=int, default=10)
     ap.add_argument('--optimizer', default='adamw', choices=['adamw', 'sgd'])
     common.add_timing_args(ap, warmup=2, iters=10, max_seconds=60)
+    ap.add_argument('--lockstep', action='store_true', help='with --one: one timed step per "step" line on stdin (bench/finetune/paired.ts)')
     a = ap.parse_args()
     if a.one:
         a.model, a.config, a.threads = a.model[0], a.config[0], a.threads[0]
