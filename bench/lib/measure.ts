@@ -52,6 +52,11 @@ function binomialHalfCdf(k: number, n: number): number {
   return sum;
 }
 
+/** One-sided sign test: the chance of `wins` or more of `n` coin flips coming up heads. */
+export function signTestP(wins: number, n: number): number {
+  return wins <= 0 ? 1 : 1 - binomialHalfCdf(wins - 1, n);
+}
+
 /**
  * A 95 % confidence interval for the median from order statistics: [x₍ₗ₎, x₍ₙ₊₁₋ₗ₎] with the largest l such
  * that P(Binomial(n, ½) ≤ l − 1) ≤ 2.5 %. Needs n ≥ 6.

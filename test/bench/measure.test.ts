@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { medianInterval } from '../../bench/lib/measure.js';
+import { medianInterval, signTestP } from '../../bench/lib/measure.js';
 
 describe('medianInterval (bench/finetune/paired.ts)', () => {
   const ranks = (n: number) => {
@@ -26,5 +26,14 @@ describe('medianInterval (bench/finetune/paired.ts)', () => {
     const xs = [1.12, 0.98, 1.31, 1.04, 1.06, 1.04, 0.96, 1.16, 0.99, 1.12, 0.92, 0.86, 1.08];
     const [lo, hi] = medianInterval(xs)!;
     expect([lo, hi]).toEqual([0.96, 1.12]); // n = 13: ranks 3 and 11
+  });
+});
+
+describe('signTestP', () => {
+  it('is the one-sided binomial tail of that many wins', () => {
+    expect(signTestP(12, 15)).toBeCloseTo(0.017578125, 12); // (C(15,12) + C(15,13) + C(15,14) + C(15,15)) / 2^15
+    expect(signTestP(10, 10)).toBeCloseTo(1 / 1024, 12);
+    expect(signTestP(5, 10)).toBeCloseTo(638 / 1024, 12);
+    expect(signTestP(0, 10)).toBe(1);
   });
 });
