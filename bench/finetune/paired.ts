@@ -82,6 +82,7 @@ if (!row) {
 const threads = Number(a.threads);
 const pairs = Number(a.pairs);
 const processes = Number(a.processes);
+// in lockstep the driver asks for every step, so iters and maxSeconds only fill the row's arguments
 const sides = trainSides(row, threads, { warmup: Number(a.warmup), iters: pairs, maxSeconds: 1e9 }, true);
 
 const resultsDir = join(OUT_DIR, 'results');
