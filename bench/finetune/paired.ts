@@ -14,64 +14,13 @@
  *
  *   npx tsx bench/finetune/paired.ts [--row "resnet18 full bn-frozen"] [--threads 2] [--processes 4] [--pairs 30] [--warmup 2]
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { type Side } from '../lib/jobs.js';
-import { OUT_DIR, ROOT } from '../lib/models.js';
+import { Lockstepped } from '../lib/lockstep.js';
+import { OUT_DIR } from '../lib/models.js';
 import { TRAIN_ROWS, trainSides } from '../lib/suites.js';
 import { medianInterval, signTestP } from '../lib/measure.js';
 import { args, loadavg, median, round } from './common.js';
-
-type Line = Record<string, unknown>;
-
-/** A measuring process driven over stdin/stdout (measure.ts lockstepLoop, bench/torch/common.py lockstep_loop). */
-class Lockstepped {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly lines: AsyncIterator<string>;
-  private stderr = '';
-
-  constructor(
-    readonly name: string,
-    side: Side,
-  ) {
-    this.child = spawn(side.cmd, side.args, { cwd: ROOT, env: { ...process.env, ...side.env } });
-    this.child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
-    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
-  }
-
-  async next(): Promise<Line> {
-    for (;;) {
-      const r = await this.lines.next();
-      if (r.done) throw new Error(`${this.name} exited early: ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-      if (r.value.startsWith('{')) return JSON.parse(r.value) as Line;
-    }
-  }
-
-  async ready(): Promise<void> {
-    const l = await this.next();
-    if (l.ready !== true) throw new Error(`${this.name}: expected {"ready":true}, got ${JSON.stringify(l)}`);
-  }
-
-  async step(): Promise<{ wall: number; cpu: number }> {
-    this.child.stdin.write('step\n');
-    const l = await this.next();
-    return { wall: Number(l.wall_ms), cpu: Number(l.cpu_ms) };
-  }
-
-  /** Ends the loop; the process's usual result line (peak RSS, medians) comes back. */
-  async end(): Promise<Line> {
-    this.child.stdin.end('end\n');
-    const l = await this.next();
-    await new Promise((done) => (this.child.exitCode === null ? this.child.once('close', done) : done(null)));
-    return l;
-  }
-
-  kill(): void {
-    this.child.kill('SIGKILL');
-  }
-}
 
 const a = args({ row: 'resnet18 full bn-frozen', threads: '2', processes: '4', pairs: '30', warmup: '2' });
 const row = TRAIN_ROWS.find((r) => `${r.model} ${r.config} bn-${r.bn}` === a.row);
