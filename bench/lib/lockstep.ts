@@ -22,6 +22,8 @@ export class Lockstepped {
   ) {
     this.child = spawn(side.cmd, side.args, { cwd: ROOT, env: { ...process.env, ...side.env } });
     this.child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
+    // a command that cannot start (no python3, say) ends stdout at once; keep why for next()'s error
+    this.child.on('error', (e) => (this.stderr += `\n${e.message}`));
     this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
   }
 

@@ -35,4 +35,9 @@ describe('the lockstep protocol (bench/finetune/paired.ts)', () => {
     const p = new Lockstepped('broken', { cmd: process.execPath, args: ['-e', 'console.error("no model here"); process.exit(3)'] });
     await expect(p.ready()).rejects.toThrow(/broken exited early: no model here/);
   });
+
+  it('says so when a side cannot start at all', async () => {
+    const p = new Lockstepped('missing', { cmd: join(scripts, 'no-such-interpreter'), args: [] });
+    await expect(p.ready()).rejects.toThrow(/missing exited early: .*ENOENT/);
+  });
 });
