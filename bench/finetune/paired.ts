@@ -18,14 +18,14 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lockstepped } from '../lib/lockstep.js';
 import { OUT_DIR } from '../lib/models.js';
-import { TRAIN_ROWS, trainSides } from '../lib/suites.js';
+import { TRAIN_ROWS, trainRowName, trainSides } from '../lib/suites.js';
 import { medianInterval, signTestP } from '../lib/measure.js';
 import { args, loadavg, median, round } from './common.js';
 
 const a = args({ row: 'resnet18 full bn-frozen', threads: '2', processes: '4', pairs: '30', warmup: '2' });
-const row = TRAIN_ROWS.find((r) => `${r.model} ${r.config} bn-${r.bn}` === a.row);
+const row = TRAIN_ROWS.find((r) => trainRowName(r) === a.row);
 if (!row) {
-  console.error(`no row "${a.row}"; rows: ${TRAIN_ROWS.map((r) => `"${r.model} ${r.config} bn-${r.bn}"`).join(', ')}`);
+  console.error(`no row "${a.row}"; rows: ${TRAIN_ROWS.map((r) => `"${trainRowName(r)}"`).join(', ')}`);
   process.exit(2);
 }
 const threads = Number(a.threads);

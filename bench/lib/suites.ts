@@ -249,6 +249,9 @@ export const TRAIN_ROWS: readonly TrainRow[] = [
   { model: 'mobilenet_v2', config: 'full', bn: 'frozen', torchConfig: 'full-bneval', target: '≥ 1.0×' },
 ];
 
+/** A fine-tuning row's name, as in its job key (`--only`) and paired.ts's `--row`: "resnet18 full bn-frozen". */
+export const trainRowName = (r: TrainRow): string => `${r.model} ${r.config} bn-${r.bn}`;
+
 /** Both sides of a fine-tuning row; `lockstep`: one step per `step` line on stdin (bench/finetune/paired.ts). */
 export function trainSides(r: TrainRow, threads: number, t: { warmup: number; iters: number; maxSeconds: number }, lockstep = false): Required<Pick<Job, 'graft' | 'torch'>> {
   return {
@@ -270,7 +273,7 @@ export const finetuneSuite: Suite = {
     for (const threads of o.threads) {
       for (const r of TRAIN_ROWS) {
         jobs.push({
-          key: `train ${r.model} ${r.config} bn-${r.bn} t${threads}`,
+          key: `train ${trainRowName(r)} t${threads}`,
           label: { model: r.model, trainable: r.config === 'last-stage-cached' ? 'last-stage, prefix cached' : r.config, BN: r.bn === 'frozen' ? 'frozen (eval)' : 'batch stats (train)', threads, target: r.target ?? '' },
           ...trainSides(r, threads, t),
         });
